@@ -1,0 +1,105 @@
+//! Typed, layered configuration: defaults, then an optional `lockstep.toml`,
+//! then `LOCKSTEP_*` environment variables (and `DATABASE_URL` as a fallback
+//! for the database).
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `sqlite://…` or `postgres://…`; unset means the embedded SQLite file.
+    pub database_url: Option<String>,
+    /// Address to listen on.
+    pub bind: String,
+    /// Seed a fresh embedded database with demo data.
+    pub demo: bool,
+    /// HS256 secret. Unset on the embedded default: generated into `secret_file`.
+    pub jwt_secret: Option<Secret>,
+    /// PEM public key (RSA, EC P-256 or Ed25519) for tokens issued by an SSO.
+    pub jwt_public_key: Option<String>,
+    /// The `kid` of `jwt_public_key`, when the SSO names its keys.
+    pub jwt_key_id: Option<String>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// Where a generated HS256 secret is kept (mode 0600).
+    pub secret_file: PathBuf,
+    pub introspection: bool,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    /// Largest accepted batch of operations in one request; 0 refuses batches.
+    pub max_batch: usize,
+    pub request_timeout_secs: u64,
+    pub body_limit_bytes: usize,
+    /// ISO 4217 code of the deployment's one currency.
+    pub currency: String,
+    /// Origins allowed by CORS (empty: same-origin only).
+    pub cors_origins: Vec<String>,
+    /// Metric cache window in seconds (0 disables the cache).
+    pub metrics_cache_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            bind: "127.0.0.1:8080".to_owned(),
+            demo: true,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_key_id: None,
+            jwt_issuer: "lockstep".to_owned(),
+            jwt_audience: "lockstep-api".to_owned(),
+            secret_file: PathBuf::from("lockstep.secret"),
+            introspection: true,
+            max_depth: 15,
+            max_complexity: 5_000,
+            max_batch: 0,
+            request_timeout_secs: 30,
+            body_limit_bytes: 1024 * 1024,
+            currency: "USD".to_owned(),
+            cors_origins: Vec::new(),
+            metrics_cache_secs: 30,
+        }
+    }
+}
+
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://lockstep.db?mode=rwc";
+
+impl Config {
+    /// Defaults → `lockstep.toml` (if present) → `LOCKSTEP_*` → `DATABASE_URL`.
+    pub fn load() -> Result<Config, figment::Error> {
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file("lockstep.toml"))
+            .merge(Env::prefixed("LOCKSTEP_"))
+            .extract()?;
+        if config.database_url.is_none() {
+            config.database_url = std::env::var("DATABASE_URL").ok();
+        }
+        Ok(config)
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.as_deref().unwrap_or(DEFAULT_SQLITE_URL)
+    }
+
+    /// True when running on the embedded default database.
+    pub fn is_embedded_default(&self) -> bool {
+        self.database_url.is_none()
+    }
+}

@@ -1,0 +1,47 @@
+//! Connecting, migrating, and the few places the two backends differ.
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counts the SQL statements a connection issues (used by tests and benches).
+#[derive(Debug, Default)]
+pub struct StatementCounter(AtomicU64);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Connects to `url` (`sqlite://…` or `postgres://…`).
+pub async fn connect(url: &str, counter: Arc<StatementCounter>) -> Result<DatabaseConnection, DbErr> {
+    let is_sqlite = url.starts_with("sqlite:");
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(if is_sqlite { 8 } else { 16 })
+        .min_connections(1);
+    let mut db = Database::connect(options).await?;
+    if is_sqlite {
+        // WAL lets readers run beside the one writer; the pragma persists in the file.
+        db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
+        db.execute_unprepared("PRAGMA synchronous = NORMAL").await?;
+    }
+    db.set_metric_callback(move |_info| {
+        counter.0.fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(db)
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}

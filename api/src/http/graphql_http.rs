@@ -1,0 +1,464 @@
+//! GraphQL over HTTP (the GraphQL-over-HTTP specification): media-type
+//! negotiation, status codes for request errors, GET for queries only,
+//! batching only when enabled, and the bearer token checked first.
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::error::{AppError, ErrorCode};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::{ErrorExtensionValues, Request, ServerError, Value, Variables};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value as Json, json};
+use std::time::{Duration, Instant};
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
+const APPLICATION_JSON: &str = "application/json; charset=utf-8";
+
+/// The media type the response is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    GraphqlResponseJson,
+    Json,
+}
+
+impl Media {
+    fn content_type(self) -> &'static str {
+        match self {
+            Media::GraphqlResponseJson => GRAPHQL_RESPONSE_JSON,
+            Media::Json => APPLICATION_JSON,
+        }
+    }
+}
+
+/// One entry of an Accept header: type/subtype and its q.
+fn accept_entries(headers: &HeaderMap) -> Vec<(String, f32)> {
+    let Some(raw) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Vec::new();
+    };
+    raw.split(',')
+        .filter_map(|part| {
+            let mut pieces = part.split(';');
+            let media = pieces.next()?.trim().to_ascii_lowercase();
+            if media.is_empty() {
+                return None;
+            }
+            let mut q = 1.0f32;
+            for p in pieces {
+                if let Some((k, v)) = p.split_once('=')
+                    && k.trim().eq_ignore_ascii_case("q")
+                {
+                    q = v.trim().parse().unwrap_or(0.0);
+                }
+            }
+            Some((media, q))
+        })
+        .collect()
+}
+
+/// Picks the response media type; `None` when nothing acceptable (406).
+fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let entries = accept_entries(headers);
+    if entries.is_empty() {
+        return Some(Media::Json);
+    }
+    let q_of = |m: &str| {
+        entries
+            .iter()
+            .filter(|(media, _)| media == m)
+            .map(|(_, q)| *q)
+            .fold(None, |acc: Option<f32>, q| Some(acc.map_or(q, |a| a.max(q))))
+    };
+    let grj = q_of("application/graphql-response+json").unwrap_or(0.0);
+    let json = q_of("application/json").unwrap_or(0.0);
+    let any = q_of("*/*")
+        .or(q_of("application/*"))
+        .unwrap_or(0.0);
+    if grj > 0.0 && grj >= json {
+        Some(Media::GraphqlResponseJson)
+    } else if json > 0.0 {
+        Some(Media::Json)
+    } else if any > 0.0 {
+        Some(Media::GraphqlResponseJson)
+    } else {
+        None
+    }
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    accept_entries(headers)
+        .iter()
+        .any(|(m, q)| m == "text/html" && *q > 0.0)
+}
+
+fn error_body(message: &str, code: ErrorCode) -> Json {
+    json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] })
+}
+
+fn respond(status: StatusCode, media: Media, body: &Json) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()))],
+        bytes,
+    )
+        .into_response()
+}
+
+/// A request refused before execution (bad parameters, parse error).
+fn request_error(media: Media, message: &str) -> Response {
+    respond(
+        StatusCode::BAD_REQUEST,
+        media,
+        &error_body(message, ErrorCode::BadUserInput),
+    )
+}
+
+fn unauthenticated(media: Media, message: &str) -> Response {
+    let mut res = respond(
+        StatusCode::UNAUTHORIZED,
+        media,
+        &error_body(message, ErrorCode::Unauthenticated),
+    );
+    res.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    res
+}
+
+/// The parameters of one GraphQL request.
+struct Params {
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<Map<String, Json>>,
+    extensions: Option<Map<String, Json>>,
+}
+
+fn params_from_json(value: Json) -> Result<Params, &'static str> {
+    let Json::Object(mut obj) = value else {
+        return Err("the request body must be a JSON object");
+    };
+    let query = match obj.remove("query") {
+        Some(Json::String(q)) => q,
+        Some(_) => return Err("`query` must be a string"),
+        None => return Err("`query` is required"),
+    };
+    let operation_name = match obj.remove("operationName") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) => Some(s),
+        Some(_) => return Err("`operationName` must be a string"),
+    };
+    let variables = match obj.remove("variables") {
+        None | Some(Json::Null) => None,
+        Some(Json::Object(m)) => Some(m),
+        Some(_) => return Err("`variables` must be an object"),
+    };
+    let extensions = match obj.remove("extensions") {
+        None | Some(Json::Null) => None,
+        Some(Json::Object(m)) => Some(m),
+        Some(_) => return Err("`extensions` must be an object"),
+    };
+    Ok(Params {
+        query,
+        operation_name,
+        variables,
+        extensions,
+    })
+}
+
+fn params_from_query_string(raw: &str) -> Result<Params, &'static str> {
+    let mut query = None;
+    let mut operation_name = None;
+    let mut variables = None;
+    let mut extensions = None;
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        match k.as_ref() {
+            "query" => query = Some(v.into_owned()),
+            "operationName" if !v.is_empty() => operation_name = Some(v.into_owned()),
+            "variables" if !v.is_empty() => match serde_json::from_str::<Json>(&v) {
+                Ok(Json::Object(m)) => variables = Some(m),
+                Ok(Json::Null) => {}
+                _ => return Err("`variables` must be a JSON object"),
+            },
+            "extensions" if !v.is_empty() => match serde_json::from_str::<Json>(&v) {
+                Ok(Json::Object(m)) => extensions = Some(m),
+                Ok(Json::Null) => {}
+                _ => return Err("`extensions` must be a JSON object"),
+            },
+            _ => {}
+        }
+    }
+    Ok(Params {
+        query: query.ok_or("`query` is required")?,
+        operation_name,
+        variables,
+        extensions,
+    })
+}
+
+/// The operation `name` selects in `doc` (the only one when unnamed).
+fn selected_operation(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(n)) => ops.get(n).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        _ => None,
+    }
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, AppError> {
+    let raw = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            AppError::Unauthenticated("authentication required: send Authorization: Bearer <token>".into())
+        })?;
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into()))?;
+    let claims = state.keys.verify(token)?;
+    Caller::from_claims(&state.db, claims).await
+}
+
+/// Outcome of one executed operation.
+struct Executed {
+    body: Json,
+    /// Refused before execution (parse or validation): no `data` entry.
+    request_error: bool,
+}
+
+async fn execute(state: &AppState, caller: &Caller, params: Params, get: bool) -> Result<Executed, Response> {
+    let started = Instant::now();
+    let doc = match async_graphql::parser::parse_query(&params.query) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let err = ServerError::new(e.to_string(), e.positions().next());
+            return Ok(Executed {
+                body: json!({ "errors": [error_json(err)] }),
+                request_error: true,
+            });
+        }
+    };
+    if get && selected_operation(&doc, params.operation_name.as_deref()) == Some(OperationType::Mutation) {
+        let mut res = respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Media::Json,
+            &error_body("mutations must be sent with POST", ErrorCode::BadUserInput),
+        );
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return Err(res);
+    }
+    let operation_name = params.operation_name.clone();
+    let mut request = Request::new(params.query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(vars) = params.variables {
+        request = request.variables(Variables::from_json(Json::Object(vars)));
+    }
+    if let Some(ext) = params.extensions {
+        for (k, v) in ext {
+            if let Ok(value) = Value::from_json(v) {
+                request.extensions.insert(k, value);
+            }
+        }
+    }
+    request = request.data(caller.clone());
+    crate::graphql::loaders::register(&mut request.data, &state.db, loader_delay());
+    let response = state.schema.execute(request).await;
+
+    let request_error = response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let error_count = response.errors.len();
+    let errors: Vec<Json> = response.errors.into_iter().map(error_json).collect();
+    let mut body = Map::new();
+    if !request_error {
+        body.insert("data".into(), response.data.into_json().unwrap_or(Json::Null));
+    }
+    if !errors.is_empty() {
+        body.insert("errors".into(), Json::Array(errors));
+    }
+    if !response.extensions.is_empty() {
+        let ext: Map<String, Json> = response
+            .extensions
+            .into_iter()
+            .filter_map(|(k, v)| v.into_json().ok().map(|v| (k, v)))
+            .collect();
+        body.insert("extensions".into(), Json::Object(ext));
+    }
+    tracing::info!(
+        operation = operation_name.as_deref().unwrap_or("-"),
+        subject = %caller.subject,
+        role = %caller.role.as_str(),
+        errors = error_count,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "graphql"
+    );
+    Ok(Executed {
+        body: Json::Object(body),
+        request_error,
+    })
+}
+
+/// DataLoader batching delay. Measured by `lockstep bench`: see docs/benchmarks.md.
+fn loader_delay() -> Duration {
+    Duration::from_millis(1)
+}
+
+/// Serializes an error with its stable `extensions.code`; internal errors
+/// are logged and replaced by a generic message.
+fn error_json(mut err: ServerError) -> Json {
+    let app_error = err
+        .source::<AppError>()
+        .or_else(|| err.source::<std::sync::Arc<AppError>>().map(|a| a.as_ref()))
+        .map(|e| {
+            if let AppError::Internal(inner) = e {
+                tracing::error!(error = %inner, path = ?err.path, "internal error");
+            }
+            (e.code(), e.field().map(str::to_owned))
+        });
+    let (code, field) = match app_error {
+        Some((code, field)) => {
+            if code == ErrorCode::Internal {
+                err.message = "internal error".into();
+            }
+            (code, field)
+        }
+        None if err.source.is_some() => {
+            tracing::error!(message = %err.message, path = ?err.path, "internal error");
+            err.message = "internal error".into();
+            (ErrorCode::Internal, None)
+        }
+        // Parse, validation, limit and argument-coercion errors: the client's input.
+        None => (ErrorCode::BadUserInput, None),
+    };
+    let ext = err.extensions.get_or_insert_with(ErrorExtensionValues::default);
+    if ext.get("code").is_none() {
+        ext.set("code", code.as_str());
+    }
+    if let Some(f) = field {
+        ext.set("field", f);
+    }
+    serde_json::to_value(&err).unwrap_or_else(|_| error_body("internal error", ErrorCode::Internal))
+}
+
+fn status_for(media: Media, executed: &Executed) -> StatusCode {
+    if executed.request_error && media == Media::GraphqlResponseJson {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
+pub async fn get_handler(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let raw = raw.unwrap_or_default();
+    let has_query = form_urlencoded::parse(raw.as_bytes()).any(|(k, _)| k == "query");
+    if !has_query && wants_html(&headers) {
+        return super::graphiql::page();
+    }
+    let Some(media) = negotiate(&headers) else {
+        return StatusCode::NOT_ACCEPTABLE.into_response();
+    };
+    let caller = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        Err(e) => return unauthenticated(media, &e.to_string()),
+    };
+    let params = match params_from_query_string(&raw) {
+        Ok(p) => p,
+        Err(msg) => return request_error(media, msg),
+    };
+    match execute(&state, &caller, params, true).await {
+        Ok(executed) => respond(status_for(media, &executed), media, &executed.body),
+        Err(res) => res,
+    }
+}
+
+pub async fn post_handler(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return StatusCode::NOT_ACCEPTABLE.into_response();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if content_type.as_deref() != Some("application/json") {
+        return respond(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            &error_body("send the request as application/json", ErrorCode::BadUserInput),
+        );
+    }
+    let caller = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        Err(e) => return unauthenticated(media, &e.to_string()),
+    };
+    let value: Json = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return request_error(media, "the request body is not valid JSON"),
+    };
+    match value {
+        Json::Array(items) => {
+            let max = state.config.max_batch;
+            if max == 0 {
+                return request_error(media, "batched requests are disabled");
+            }
+            if items.is_empty() || items.len() > max {
+                return request_error(media, "a batch must hold between 1 and max_batch operations");
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let params = match params_from_json(item) {
+                    Ok(p) => p,
+                    Err(msg) => return request_error(media, msg),
+                };
+                match execute(&state, &caller, params, false).await {
+                    Ok(executed) => out.push(executed.body),
+                    Err(res) => return res,
+                }
+            }
+            respond(StatusCode::OK, media, &Json::Array(out))
+        }
+        other => {
+            let params = match params_from_json(other) {
+                Ok(p) => p,
+                Err(msg) => return request_error(media, msg),
+            };
+            match execute(&state, &caller, params, false).await {
+                Ok(executed) => respond(status_for(media, &executed), media, &executed.body),
+                Err(res) => res,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn negotiates_media_types() {
+        assert_eq!(negotiate(&HeaderMap::new()), Some(Media::Json));
+        assert_eq!(negotiate(&accept("application/json")), Some(Media::Json));
+        assert_eq!(
+            negotiate(&accept("application/graphql-response+json, application/json;q=0.9")),
+            Some(Media::GraphqlResponseJson)
+        );
+        assert_eq!(negotiate(&accept("*/*")), Some(Media::GraphqlResponseJson));
+        assert_eq!(negotiate(&accept("text/plain")), None);
+    }
+}

@@ -1,0 +1,14 @@
+//! Lockstep's library: configuration, auth, the GraphQL schema, services and
+//! the HTTP surface. `App::build` turns a `Config` into a ready router.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod pagination;
+pub mod records;
+
+pub use config::Config;
+pub use http::App;

@@ -1,0 +1,62 @@
+use super::service;
+use crate::auth::{ADMINS, READERS};
+use crate::graphql::{db, parse_id, require};
+use async_graphql::{Context, ID, InputObject, Object, Result};
+use chrono::{DateTime, Utc};
+use entity::enums::TeamFunction;
+use entity::team;
+
+/// A team: marketing, sales development, sales, customer success or RevOps.
+pub struct Team(pub team::Model);
+
+#[Object]
+impl Team {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn function(&self) -> TeamFunction {
+        self.0.function
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(Default)]
+pub struct TeamsQuery;
+
+#[Object]
+impl TeamsQuery {
+    /// One team by id.
+    async fn team(&self, ctx: &Context<'_>, id: ID) -> Result<Team> {
+        require(ctx, READERS, "read teams")?;
+        Ok(Team(service::get(db(ctx)?, parse_id(&id, "id")?).await?))
+    }
+
+    /// Every team, by name.
+    async fn teams(&self, ctx: &Context<'_>) -> Result<Vec<Team>> {
+        require(ctx, READERS, "read teams")?;
+        Ok(service::list(db(ctx)?).await?.into_iter().map(Team).collect())
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateTeamInput {
+    pub name: String,
+    pub function: TeamFunction,
+}
+
+#[derive(Default)]
+pub struct TeamsMutation;
+
+#[Object]
+impl TeamsMutation {
+    /// Creates a team (ADMIN).
+    async fn create_team(&self, ctx: &Context<'_>, input: CreateTeamInput) -> Result<Team> {
+        require(ctx, ADMINS, "create teams")?;
+        Ok(Team(service::create(db(ctx)?, &input.name, input.function).await?))
+    }
+}

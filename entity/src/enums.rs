@@ -1,0 +1,88 @@
+//! Enumerations stored as upper-case strings. With the `graphql` feature each
+//! one is also a GraphQL enum of the same names.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+        #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+        #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "SCREAMING_SNAKE_CASE")]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored (and GraphQL) name.
+            pub fn as_str(self) -> String {
+                self.to_value()
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What a team does.
+    TeamFunction { Marketing, SalesDevelopment, Sales, CustomerSuccess, Revops }
+);
+string_enum!(
+    /// Access role of a caller.
+    Role { Admin, Revops, Member, Viewer, Integration }
+);
+string_enum!(
+    /// Company size segment.
+    Segment { Smb, MidMarket, Enterprise }
+);
+string_enum!(
+    /// Commercial status of an account.
+    AccountStatus { Prospect, Customer, Churned }
+);
+string_enum!(
+    /// Where a lead came from; also a campaign's channel.
+    Channel { Web, Event, Paid, Email, Outbound, Referral, Partner, Other }
+);
+string_enum!(
+    /// What a campaign offers.
+    CampaignKind { Content, Offer, Event, Ad, Email, Webinar, Other }
+);
+string_enum!(
+    /// Lead stage: the main path INQUIRY → MQL → SAL → SQL → CONVERTED, plus
+    /// the side exits RECYCLED and DISQUALIFIED.
+    LeadStage { Inquiry, Mql, Sal, Sql, Converted, Recycled, Disqualified }
+);
+string_enum!(
+    /// Opportunity stage.
+    OpportunityStage { Discovery, Proposal, Negotiation, ClosedWon, ClosedLost }
+);
+string_enum!(
+    /// Which function sourced an opportunity.
+    SourcedBy { Marketing, SalesDevelopment, Sales, Partner }
+);
+string_enum!(
+    /// Which kind of record an external id points at.
+    RecordKind { Account, Lead, Opportunity }
+);
+
+impl LeadStage {
+    /// Position on the main path (INQUIRY = 1 … CONVERTED = 5); side exits have none.
+    pub fn rank(self) -> Option<u8> {
+        match self {
+            LeadStage::Inquiry => Some(1),
+            LeadStage::Mql => Some(2),
+            LeadStage::Sal => Some(3),
+            LeadStage::Sql => Some(4),
+            LeadStage::Converted => Some(5),
+            LeadStage::Recycled | LeadStage::Disqualified => None,
+        }
+    }
+}
+
+impl OpportunityStage {
+    pub fn is_closed(self) -> bool {
+        matches!(self, OpportunityStage::ClosedWon | OpportunityStage::ClosedLost)
+    }
+}

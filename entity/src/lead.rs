@@ -1,0 +1,34 @@
+use crate::enums::{Channel, LeadStage};
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "leads")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// Lower-case, unique.
+    #[sea_orm(unique)]
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub title: Option<String>,
+    pub company: Option<String>,
+    pub account_id: Option<Uuid>,
+    pub source: Channel,
+    pub campaign_id: Option<Uuid>,
+    pub score: i32,
+    pub stage: LeadStage,
+    pub owner_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+    pub converted_opportunity_id: Option<Uuid>,
+    pub first_touch_at: Option<DateTimeUtc>,
+    /// Subject of the caller that created the record.
+    pub created_by: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

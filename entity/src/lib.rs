@@ -1,0 +1,32 @@
+//! SeaORM entities of Lockstep: one module per table, no business logic.
+//!
+//! Conventions shared by every table:
+//! - ids are UUIDs (v7, so they sort by creation time);
+//! - times are UTC (`DateTimeUtc`);
+//! - money is stored as integer units of 1/10,000 of the deployment currency
+//!   (see [`money`]), so sums are exact in SQL on both SQLite and PostgreSQL;
+//! - enums are stored as their upper-case names.
+
+pub mod account;
+pub mod campaign;
+pub mod enums;
+pub mod external_id;
+pub mod lead;
+pub mod money;
+pub mod opportunity;
+pub mod stage_change;
+pub mod team;
+pub mod touchpoint;
+pub mod user;
+
+pub mod prelude {
+    pub use super::account::Entity as Account;
+    pub use super::campaign::Entity as Campaign;
+    pub use super::external_id::Entity as ExternalId;
+    pub use super::lead::Entity as Lead;
+    pub use super::opportunity::Entity as Opportunity;
+    pub use super::stage_change::Entity as StageChange;
+    pub use super::team::Entity as Team;
+    pub use super::touchpoint::Entity as Touchpoint;
+    pub use super::user::Entity as User;
+}

@@ -1,0 +1,15 @@
+//! Lockstep's schema migrations. Migrations hold schema only: demo and
+//! benchmark data live in `api::seed`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_records;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_records::Migration)]
+    }
+}
