@@ -7,6 +7,7 @@ pub mod common;
 pub mod external_ids;
 pub mod leads;
 pub mod opportunities;
+pub mod stage_changes;
 pub mod teams;
 pub mod users;
 
