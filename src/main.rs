@@ -1,1 +1,217 @@
-fn main() {}
+//! The `lockstep` command line: serve (the default), migrate, schema, token,
+//! seed, bench.
+
+use anyhow::Context;
+use api::Config;
+use api::auth::JwtKeys;
+use api::http::App;
+use clap::{Parser, Subcommand};
+use entity::enums::Role;
+use migration::MigratorTrait;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "lockstep",
+    version,
+    about = "One revenue-operations hub for marketing, SDR and sales: a GraphQL API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long)]
+    bind: Option<String>,
+    /// `sqlite://…` or `postgres://…` (default: the SQLite file lockstep.db).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Do not seed a fresh embedded database with demo data.
+    #[arg(long)]
+    no_demo: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run migrations, then serve GraphQL (the default).
+    Serve(ServeArgs),
+    /// Apply or roll back migrations.
+    Migrate {
+        #[arg(value_enum, default_value = "up")]
+        action: MigrateAction,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Print the GraphQL SDL.
+    Schema,
+    /// Print a signed JWT (HS256, with the configured or generated secret).
+    Token {
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        sub: String,
+        /// Lifetime, e.g. `8h`, `30m`, `7d`.
+        #[arg(long, default_value = "8h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Team id to put in the token.
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Fill the database with deterministic demo data of any size.
+    Seed {
+        #[arg(long, default_value_t = 10_000)]
+        leads: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MigrateAction {
+    Up,
+    Down,
+    Status,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::ALL
+        .iter()
+        .copied()
+        .find(|r| r.as_str().eq_ignore_ascii_case(s))
+        .ok_or_else(|| "one of ADMIN, REVOPS, MEMBER, VIEWER, INTEGRATION".to_owned())
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LOCKSTEP_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn config_with(database_url: Option<String>) -> anyhow::Result<Config> {
+    let mut config = Config::load().context("reading configuration")?;
+    if database_url.is_some() {
+        config.database_url = database_url;
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate {
+            action,
+            database_url,
+        } => {
+            init_tracing();
+            let config = config_with(database_url)?;
+            let counter = Default::default();
+            let db = api::db::connect(config.database_url(), counter).await?;
+            match action {
+                MigrateAction::Up => migration::Migrator::up(&db, None).await?,
+                MigrateAction::Down => migration::Migrator::down(&db, Some(1)).await?,
+                MigrateAction::Status => migration::Migrator::status(&db).await?,
+            }
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", api::graphql::sdl());
+            Ok(())
+        }
+        Command::Token {
+            role,
+            sub,
+            ttl,
+            team,
+        } => {
+            let config = Config::load()?;
+            let keys = JwtKeys::from_config(&config)?;
+            println!("{}", keys.issue(role, &sub, ttl, team)?);
+            Ok(())
+        }
+        Command::Seed {
+            leads,
+            seed,
+            database_url,
+        } => {
+            init_tracing();
+            let config = config_with(database_url)?;
+            let db = api::db::connect(config.database_url(), Default::default()).await?;
+            api::db::migrate(&db).await?;
+            let started = std::time::Instant::now();
+            let _ = (leads, seed, db);
+            eprintln!("seeded in {:.1}s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let mut config = config_with(args.database_url)?;
+    if let Some(bind) = args.bind {
+        config.bind = bind;
+    }
+    if args.no_demo {
+        config.demo = false;
+    }
+    let embedded = config.is_embedded_default();
+    let bind = config.bind.clone();
+    let demo = config.demo && config.database_url().starts_with("sqlite:");
+    let app = App::build(config).await?;
+    let _ = demo;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr}");
+    println!("\n  Lockstep is running.\n  GraphiQL:  http://{addr}/graphql");
+    if embedded && app.state.keys.generated_secret {
+        let token = app.state.keys.issue(
+            Role::Admin,
+            "admin@lockstep.example",
+            Duration::from_secs(8 * 3600),
+            None,
+        )?;
+        println!("  Paste this into GraphiQL's Headers tab (an ADMIN token, valid 8 hours):\n");
+        println!("  {{\"Authorization\": \"Bearer {token}\"}}\n");
+        println!("  More tokens: cargo run --release -- token --role VIEWER --sub bi-tool\n");
+    } else {
+        println!("  Get a token: lockstep token --role ADMIN --sub you@example.com\n");
+    }
+    app.serve(listener, shutdown_signal()).await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+}
