@@ -46,16 +46,27 @@ fn with_database(url: &str, name: &str) -> String {
 /// Whether PostgreSQL cases should run: they fail under CI when PostgreSQL is
 /// unreachable, and are skipped loudly elsewhere.
 pub async fn postgres_available() -> bool {
-    match tokio::time::timeout(Duration::from_secs(5), Database::connect(postgres_admin_url())).await {
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        Database::connect(postgres_admin_url()),
+    )
+    .await
+    {
         Ok(Ok(db)) => {
             let _ = db.close().await;
             true
         }
         _ => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL is unreachable at {} and CI=true", postgres_admin_url());
+                panic!(
+                    "PostgreSQL is unreachable at {} and CI=true",
+                    postgres_admin_url()
+                );
             }
-            eprintln!("\n!!! PostgreSQL unreachable at {}: SKIPPING the PostgreSQL case !!!\n", postgres_admin_url());
+            eprintln!(
+                "\n!!! PostgreSQL unreachable at {}: SKIPPING the PostgreSQL case !!!\n",
+                postgres_admin_url()
+            );
             false
         }
     }
@@ -78,13 +89,18 @@ impl TestApp {
         match backend {
             Backend::Sqlite => {
                 let d = tempfile::tempdir().expect("temp dir");
-                config.database_url = Some(format!("sqlite://{}?mode=rwc", d.path().join("test.db").display()));
+                config.database_url = Some(format!(
+                    "sqlite://{}?mode=rwc",
+                    d.path().join("test.db").display()
+                ));
                 config.secret_file = d.path().join("lockstep.secret");
                 dir = Some(d);
             }
             Backend::Postgres => {
                 let name = format!("lockstep_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(postgres_admin_url()).await.expect("connect to PostgreSQL");
+                let admin = Database::connect(postgres_admin_url())
+                    .await
+                    .expect("connect to PostgreSQL");
                 admin
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
@@ -98,7 +114,9 @@ impl TestApp {
         let keys = JwtKeys::from_config(&config).expect("keys");
         let app = App::build(config).await.expect("build app");
         let state = app.state.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {

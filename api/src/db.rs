@@ -17,7 +17,10 @@ impl StatementCounter {
 }
 
 /// Connects to `url` (`sqlite://…` or `postgres://…`).
-pub async fn connect(url: &str, counter: Arc<StatementCounter>) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(
+    url: &str,
+    counter: Arc<StatementCounter>,
+) -> Result<DatabaseConnection, DbErr> {
     let is_sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_owned());
     options

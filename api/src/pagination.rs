@@ -85,7 +85,10 @@ impl PageRequest {
             _ => return Ok(DEFAULT_PAGE_SIZE),
         };
         if n < 0 {
-            return Err(AppError::bad_input(name, format!("`{name}` must not be negative")));
+            return Err(AppError::bad_input(
+                name,
+                format!("`{name}` must not be negative"),
+            ));
         }
         if n as u64 > MAX_PAGE_SIZE {
             return Err(AppError::bad_input(
@@ -135,7 +138,10 @@ where
             Some(s) => {
                 let c = Cursor::decode(s, field)?;
                 if c.o != ordering.name {
-                    return Err(AppError::bad_input(field, "cursor belongs to another ordering"));
+                    return Err(AppError::bad_input(
+                        field,
+                        "cursor belongs to another ordering",
+                    ));
                 }
                 Ok(Some(c))
             }
@@ -149,13 +155,17 @@ where
         let greater = forward != ordering.descending;
         let v: Value = c.k.into();
         if greater {
-            Condition::any()
-                .add(ordering.column.gt(v.clone()))
-                .add(Condition::all().add(ordering.column.eq(v)).add(ordering.id.gt(c.id)))
+            Condition::any().add(ordering.column.gt(v.clone())).add(
+                Condition::all()
+                    .add(ordering.column.eq(v))
+                    .add(ordering.id.gt(c.id)),
+            )
         } else {
-            Condition::any()
-                .add(ordering.column.lt(v.clone()))
-                .add(Condition::all().add(ordering.column.eq(v)).add(ordering.id.lt(c.id)))
+            Condition::any().add(ordering.column.lt(v.clone())).add(
+                Condition::all()
+                    .add(ordering.column.eq(v))
+                    .add(ordering.id.lt(c.id)),
+            )
         }
     };
     if let Some(c) = after.clone() {

@@ -83,6 +83,9 @@ impl LeadStage {
 
 impl OpportunityStage {
     pub fn is_closed(self) -> bool {
-        matches!(self, OpportunityStage::ClosedWon | OpportunityStage::ClosedLost)
+        matches!(
+            self,
+            OpportunityStage::ClosedWon | OpportunityStage::ClosedLost
+        )
     }
 }

@@ -395,26 +395,72 @@ impl MigrationTrait for Migration {
         .await?;
 
         let indexes = [
-            index("ux_external_ids_key", ExternalIds::Table, &["record_kind", "system", "external_id"]).unique().to_owned(),
-            index("ix_external_ids_record", ExternalIds::Table, &["record_kind", "record_id"]),
+            index(
+                "ux_external_ids_key",
+                ExternalIds::Table,
+                &["record_kind", "system", "external_id"],
+            )
+            .unique()
+            .to_owned(),
+            index(
+                "ix_external_ids_record",
+                ExternalIds::Table,
+                &["record_kind", "record_id"],
+            ),
             index("ix_users_team", Users::Table, &["team_id"]),
             index("ix_accounts_name", Accounts::Table, &["name", "id"]),
-            index("ix_accounts_created", Accounts::Table, &["created_at", "id"]),
+            index(
+                "ix_accounts_created",
+                Accounts::Table,
+                &["created_at", "id"],
+            ),
             index("ix_accounts_owner", Accounts::Table, &["owner_id"]),
             index("ix_leads_created", Leads::Table, &["created_at", "id"]),
             index("ix_leads_account", Leads::Table, &["account_id"]),
             index("ix_leads_owner", Leads::Table, &["owner_id"]),
             index("ix_leads_campaign", Leads::Table, &["campaign_id"]),
             index("ix_leads_team", Leads::Table, &["team_id"]),
-            index("ix_touchpoints_lead", Touchpoints::Table, &["lead_id", "occurred_at", "id"]),
-            index("ix_touchpoints_campaign", Touchpoints::Table, &["campaign_id"]),
-            index("ix_opportunities_account", Opportunities::Table, &["account_id"]),
+            index(
+                "ix_touchpoints_lead",
+                Touchpoints::Table,
+                &["lead_id", "occurred_at", "id"],
+            ),
+            index(
+                "ix_touchpoints_campaign",
+                Touchpoints::Table,
+                &["campaign_id"],
+            ),
+            index(
+                "ix_opportunities_account",
+                Opportunities::Table,
+                &["account_id"],
+            ),
             index("ix_opportunities_lead", Opportunities::Table, &["lead_id"]),
-            index("ix_opportunities_owner", Opportunities::Table, &["owner_id"]),
-            index("ix_opportunities_created", Opportunities::Table, &["created_at", "id"]),
-            index("ix_opportunities_closed", Opportunities::Table, &["closed_at"]),
-            index("ix_stage_changes_lead", StageChanges::Table, &["lead_id", "at"]),
-            index("ix_stage_changes_opportunity", StageChanges::Table, &["opportunity_id", "at"]),
+            index(
+                "ix_opportunities_owner",
+                Opportunities::Table,
+                &["owner_id"],
+            ),
+            index(
+                "ix_opportunities_created",
+                Opportunities::Table,
+                &["created_at", "id"],
+            ),
+            index(
+                "ix_opportunities_closed",
+                Opportunities::Table,
+                &["closed_at"],
+            ),
+            index(
+                "ix_stage_changes_lead",
+                StageChanges::Table,
+                &["lead_id", "at"],
+            ),
+            index(
+                "ix_stage_changes_opportunity",
+                StageChanges::Table,
+                &["opportunity_id", "at"],
+            ),
         ];
         for stmt in indexes {
             m.create_index(stmt).await?;

@@ -5,7 +5,9 @@
 use crate::config::{Config, Secret};
 use crate::error::AppError;
 use entity::enums::Role;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -17,7 +17,10 @@ use uuid::Uuid;
 /// Loader errors are shared between every waiting field.
 pub type LoadError = Arc<AppError>;
 
-fn uuid_of<M: sea_orm::ModelTrait>(model: &M, col: <M::Entity as EntityTrait>::Column) -> Option<Uuid> {
+fn uuid_of<M: sea_orm::ModelTrait>(
+    model: &M,
+    col: <M::Entity as EntityTrait>::Column,
+) -> Option<Uuid> {
     match model.get(col) {
         Value::Uuid(Some(_)) => <Uuid as ValueType>::try_from(model.get(col)).ok(),
         _ => None,
@@ -129,7 +132,9 @@ where
         let order = self.order.to_string();
         let mut out = HashMap::new();
         for (limit, parents) in by_limit {
-            let marks: Vec<String> = (1..=parents.len()).map(|i| placeholder(backend, i)).collect();
+            let marks: Vec<String> = (1..=parents.len())
+                .map(|i| placeholder(backend, i))
+                .collect();
             let sql = format!(
                 "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.{fk} ORDER BY t.{order} DESC, t.id DESC) AS rn \
                  FROM {table} t WHERE t.{fk} IN ({})) w WHERE w.rn <= {limit} ORDER BY w.{fk}, w.rn",
@@ -200,7 +205,10 @@ pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: 
     data.insert(dl::<AccountById, _>(ById(db.clone(), PhantomData), delay));
     data.insert(dl::<CampaignById, _>(ById(db.clone(), PhantomData), delay));
     data.insert(dl::<LeadById, _>(ById(db.clone(), PhantomData), delay));
-    data.insert(dl::<OpportunityById, _>(ById(db.clone(), PhantomData), delay));
+    data.insert(dl::<OpportunityById, _>(
+        ById(db.clone(), PhantomData),
+        delay,
+    ));
     data.insert(dl::<ExternalIdsOf, _>(ExternalIdsOf(db.clone()), delay));
     data.insert(dl::<TouchpointsOfLead, _>(
         GroupedBy {

@@ -111,7 +111,9 @@ where
 }
 
 /// A loader that answers a list of children per key.
-pub trait ChildLoader<V>: async_graphql::dataloader::Loader<Self::Key, Value = Vec<V>, Error = loaders::LoadError> {
+pub trait ChildLoader<V>:
+    async_graphql::dataloader::Loader<Self::Key, Value = Vec<V>, Error = loaders::LoadError>
+{
     type Key: Send + Sync + std::hash::Hash + Eq + Clone + 'static;
 }
 impl ChildLoader<crate::records::external_ids::ExternalRef> for loaders::ExternalIdsOf {
@@ -119,19 +121,30 @@ impl ChildLoader<crate::records::external_ids::ExternalRef> for loaders::Externa
 }
 impl<E: sea_orm::EntityTrait, T> ChildLoader<E::Model> for loaders::GroupedBy<E, T>
 where
-    loaders::GroupedBy<E, T>: async_graphql::dataloader::Loader<uuid::Uuid, Value = Vec<E::Model>, Error = loaders::LoadError>,
+    loaders::GroupedBy<E, T>: async_graphql::dataloader::Loader<
+            uuid::Uuid,
+            Value = Vec<E::Model>,
+            Error = loaders::LoadError,
+        >,
 {
     type Key = uuid::Uuid;
 }
 impl<E: sea_orm::EntityTrait, T> ChildLoader<E::Model> for loaders::CappedChildren<E, T>
 where
-    loaders::CappedChildren<E, T>: async_graphql::dataloader::Loader<loaders::Capped, Value = Vec<E::Model>, Error = loaders::LoadError>,
+    loaders::CappedChildren<E, T>: async_graphql::dataloader::Loader<
+            loaders::Capped,
+            Value = Vec<E::Model>,
+            Error = loaders::LoadError,
+        >,
 {
     type Key = loaders::Capped;
 }
 
 /// Loads one record through a DataLoader.
-pub async fn load_one<L>(ctx: &Context<'_>, id: Option<uuid::Uuid>) -> async_graphql::Result<Option<L::Value>>
+pub async fn load_one<L>(
+    ctx: &Context<'_>,
+    id: Option<uuid::Uuid>,
+) -> async_graphql::Result<Option<L::Value>>
 where
     L: async_graphql::dataloader::Loader<uuid::Uuid, Error = loaders::LoadError>,
 {

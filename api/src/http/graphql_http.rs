@@ -69,13 +69,13 @@ fn negotiate(headers: &HeaderMap) -> Option<Media> {
             .iter()
             .filter(|(media, _)| media == m)
             .map(|(_, q)| *q)
-            .fold(None, |acc: Option<f32>, q| Some(acc.map_or(q, |a| a.max(q))))
+            .fold(None, |acc: Option<f32>, q| {
+                Some(acc.map_or(q, |a| a.max(q)))
+            })
     };
     let grj = q_of("application/graphql-response+json").unwrap_or(0.0);
     let json = q_of("application/json").unwrap_or(0.0);
-    let any = q_of("*/*")
-        .or(q_of("application/*"))
-        .unwrap_or(0.0);
+    let any = q_of("*/*").or(q_of("application/*")).unwrap_or(0.0);
     if grj > 0.0 && grj >= json {
         Some(Media::GraphqlResponseJson)
     } else if json > 0.0 {
@@ -101,7 +101,10 @@ fn respond(status: StatusCode, media: Media, body: &Json) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(media.content_type()),
+        )],
         bytes,
     )
         .into_response()
@@ -214,14 +217,18 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            AppError::Unauthenticated("authentication required: send Authorization: Bearer <token>".into())
+            AppError::Unauthenticated(
+                "authentication required: send Authorization: Bearer <token>".into(),
+            )
         })?;
     let token = raw
         .strip_prefix("Bearer ")
         .or_else(|| raw.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into()))?;
+        .ok_or_else(|| {
+            AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
+        })?;
     let claims = state.keys.verify(token)?;
     Caller::from_claims(&state.db, claims).await
 }
@@ -233,7 +240,12 @@ struct Executed {
     request_error: bool,
 }
 
-async fn execute(state: &AppState, caller: &Caller, params: Params, get: bool) -> Result<Executed, Response> {
+async fn execute(
+    state: &AppState,
+    caller: &Caller,
+    params: Params,
+    get: bool,
+) -> Result<Executed, Response> {
     let started = Instant::now();
     let doc = match async_graphql::parser::parse_query(&params.query) {
         Ok(doc) => doc,
@@ -245,7 +257,10 @@ async fn execute(state: &AppState, caller: &Caller, params: Params, get: bool) -
             });
         }
     };
-    if get && selected_operation(&doc, params.operation_name.as_deref()) == Some(OperationType::Mutation) {
+    if get
+        && selected_operation(&doc, params.operation_name.as_deref())
+            == Some(OperationType::Mutation)
+    {
         let mut res = respond(
             StatusCode::METHOD_NOT_ALLOWED,
             Media::Json,
@@ -281,7 +296,10 @@ async fn execute(state: &AppState, caller: &Caller, params: Params, get: bool) -
     let errors: Vec<Json> = response.errors.into_iter().map(error_json).collect();
     let mut body = Map::new();
     if !request_error {
-        body.insert("data".into(), response.data.into_json().unwrap_or(Json::Null));
+        body.insert(
+            "data".into(),
+            response.data.into_json().unwrap_or(Json::Null),
+        );
     }
     if !errors.is_empty() {
         body.insert("errors".into(), Json::Array(errors));
@@ -340,7 +358,9 @@ fn error_json(mut err: ServerError) -> Json {
         // Parse, validation, limit and argument-coercion errors: the client's input.
         None => (ErrorCode::BadUserInput, None),
     };
-    let ext = err.extensions.get_or_insert_with(ErrorExtensionValues::default);
+    let ext = err
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default);
     if ext.get("code").is_none() {
         ext.set("code", code.as_str());
     }
@@ -358,7 +378,11 @@ fn status_for(media: Media, executed: &Executed) -> StatusCode {
     }
 }
 
-pub async fn get_handler(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+pub async fn get_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let raw = raw.unwrap_or_default();
     let has_query = form_urlencoded::parse(raw.as_bytes()).any(|(k, _)| k == "query");
     if !has_query && wants_html(&headers) {
@@ -381,7 +405,11 @@ pub async fn get_handler(State(state): State<AppState>, headers: HeaderMap, RawQ
     }
 }
 
-pub async fn post_handler(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return StatusCode::NOT_ACCEPTABLE.into_response();
     };
@@ -394,7 +422,10 @@ pub async fn post_handler(State(state): State<AppState>, headers: HeaderMap, bod
         return respond(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             media,
-            &error_body("send the request as application/json", ErrorCode::BadUserInput),
+            &error_body(
+                "send the request as application/json",
+                ErrorCode::BadUserInput,
+            ),
         );
     }
     let caller = match authenticate(&state, &headers).await {
@@ -412,7 +443,10 @@ pub async fn post_handler(State(state): State<AppState>, headers: HeaderMap, bod
                 return request_error(media, "batched requests are disabled");
             }
             if items.is_empty() || items.len() > max {
-                return request_error(media, "a batch must hold between 1 and max_batch operations");
+                return request_error(
+                    media,
+                    "a batch must hold between 1 and max_batch operations",
+                );
             }
             let mut out = Vec::with_capacity(items.len());
             for item in items {
@@ -455,7 +489,9 @@ mod tests {
         assert_eq!(negotiate(&HeaderMap::new()), Some(Media::Json));
         assert_eq!(negotiate(&accept("application/json")), Some(Media::Json));
         assert_eq!(
-            negotiate(&accept("application/graphql-response+json, application/json;q=0.9")),
+            negotiate(&accept(
+                "application/graphql-response+json, application/json;q=0.9"
+            )),
             Some(Media::GraphqlResponseJson)
         );
         assert_eq!(negotiate(&accept("*/*")), Some(Media::GraphqlResponseJson));

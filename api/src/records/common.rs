@@ -51,14 +51,15 @@ pub fn normalize_email(raw: &str, field: &str) -> AppResult<String> {
     let email = raw.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !local.contains(char::is_whitespace)
-                && valid_domain(domain)
+            !local.is_empty() && !local.contains(char::is_whitespace) && valid_domain(domain)
         });
     if valid {
         Ok(email)
     } else {
-        Err(AppError::bad_input(field, format!("`{field}` is not a valid e-mail address")))
+        Err(AppError::bad_input(
+            field,
+            format!("`{field}` is not a valid e-mail address"),
+        ))
     }
 }
 
@@ -77,7 +78,10 @@ pub fn normalize_domain(raw: &str, field: &str) -> AppResult<String> {
     if valid_domain(&d) {
         Ok(d)
     } else {
-        Err(AppError::bad_input(field, format!("`{field}` is not a valid domain")))
+        Err(AppError::bad_input(
+            field,
+            format!("`{field}` is not a valid domain"),
+        ))
     }
 }
 
@@ -95,10 +99,30 @@ fn valid_domain(d: &str) -> bool {
 
 /// Public mail providers: a lead's e-mail at one of these never matches an account.
 pub const PUBLIC_MAIL_DOMAINS: &[&str] = &[
-    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "hotmail.com", "outlook.com",
-    "live.com", "msn.com", "aol.com", "icloud.com", "me.com", "mac.com", "proton.me",
-    "protonmail.com", "gmx.com", "gmx.de", "web.de", "mail.com", "yandex.com", "zoho.com",
-    "fastmail.com", "hey.com", "qq.com", "163.com",
+    "gmail.com",
+    "googlemail.com",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "hotmail.com",
+    "outlook.com",
+    "live.com",
+    "msn.com",
+    "aol.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "proton.me",
+    "protonmail.com",
+    "gmx.com",
+    "gmx.de",
+    "web.de",
+    "mail.com",
+    "yandex.com",
+    "zoho.com",
+    "fastmail.com",
+    "hey.com",
+    "qq.com",
+    "163.com",
 ];
 
 pub fn email_domain(email: &str) -> Option<&str> {
@@ -110,7 +134,10 @@ pub fn email_domain(email: &str) -> Option<&str> {
 pub fn required_text(raw: &str, field: &str) -> AppResult<String> {
     let t = raw.trim();
     if t.is_empty() {
-        return Err(AppError::bad_input(field, format!("`{field}` must not be empty")));
+        return Err(AppError::bad_input(
+            field,
+            format!("`{field}` must not be empty"),
+        ));
     }
     if t.chars().count() > 500 {
         return Err(AppError::bad_input(field, format!("`{field}` is too long")));
@@ -137,12 +164,17 @@ pub fn minor_units(currency: &str) -> u32 {
 pub fn check_currency(given: &str, deployment: &str) -> AppResult<String> {
     let code = given.trim().to_uppercase();
     if code.len() != 3 || !code.chars().all(|c| c.is_ascii_uppercase()) {
-        return Err(AppError::bad_input("currency", "`currency` must be an ISO 4217 code"));
+        return Err(AppError::bad_input(
+            "currency",
+            "`currency` must be an ISO 4217 code",
+        ));
     }
     if code != deployment {
         return Err(AppError::bad_input(
             "currency",
-            format!("amounts in {code} are refused: this deployment counts in {deployment} and has no conversion"),
+            format!(
+                "amounts in {code} are refused: this deployment counts in {deployment} and has no conversion"
+            ),
         ));
     }
     Ok(code)
@@ -151,7 +183,10 @@ pub fn check_currency(given: &str, deployment: &str) -> AppResult<String> {
 /// Decimal money → storage units, refusing negatives and more decimals than the currency has.
 pub fn money_to_units(amount: Decimal, currency: &str, field: &str) -> AppResult<i64> {
     if amount.is_sign_negative() && !amount.is_zero() {
-        return Err(AppError::bad_input(field, format!("`{field}` must not be negative")));
+        return Err(AppError::bad_input(
+            field,
+            format!("`{field}` must not be negative"),
+        ));
     }
     let minor = minor_units(currency);
     if amount.normalize().scale() > minor {
@@ -177,7 +212,10 @@ pub fn units_to_money(units: i64, currency: &str) -> Decimal {
 /// A backfilled time must not be in the future (a minute of clock skew allowed).
 pub fn not_future(at: DateTime<Utc>, field: &str) -> AppResult<DateTime<Utc>> {
     if at > Utc::now() + chrono::Duration::minutes(1) {
-        return Err(AppError::bad_input(field, format!("`{field}` must not be in the future")));
+        return Err(AppError::bad_input(
+            field,
+            format!("`{field}` must not be in the future"),
+        ));
     }
     Ok(at)
 }
@@ -194,10 +232,16 @@ mod tests {
 
     #[test]
     fn emails_and_domains_are_normalized() {
-        assert_eq!(normalize_email(" Ann@Acme.COM ", "email").unwrap(), "ann@acme.com");
+        assert_eq!(
+            normalize_email(" Ann@Acme.COM ", "email").unwrap(),
+            "ann@acme.com"
+        );
         assert!(normalize_email("nobody", "email").is_err());
         assert!(normalize_email("a@b", "email").is_err());
-        assert_eq!(normalize_domain("https://www.Acme.com/about", "domain").unwrap(), "acme.com");
+        assert_eq!(
+            normalize_domain("https://www.Acme.com/about", "domain").unwrap(),
+            "acme.com"
+        );
         assert_eq!(email_domain("x@gmail.com"), None);
         assert_eq!(email_domain("x@acme.com"), Some("acme.com"));
     }
@@ -205,7 +249,10 @@ mod tests {
     #[test]
     fn money_is_exact_and_checked() {
         let d = |s: &str| s.parse::<Decimal>().unwrap();
-        assert_eq!(money_to_units(d("1234.56"), "USD", "amount").unwrap(), 12_345_600);
+        assert_eq!(
+            money_to_units(d("1234.56"), "USD", "amount").unwrap(),
+            12_345_600
+        );
         assert!(money_to_units(d("1.234"), "USD", "amount").is_err());
         assert!(money_to_units(d("-1"), "USD", "amount").is_err());
         assert_eq!(units_to_money(12_345_600, "USD").to_string(), "1234.56");

@@ -4,7 +4,9 @@
 use crate::error::{AppError, AppResult};
 use entity::enums::RecordKind;
 use entity::external_id::{self, Entity as ExternalId};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -21,16 +23,26 @@ impl ExternalRef {
         let system = system.trim().to_lowercase();
         let id = id.trim().to_owned();
         if system.is_empty() || system.len() > 64 {
-            return Err(AppError::bad_input("system", "`system` must be 1 to 64 characters"));
+            return Err(AppError::bad_input(
+                "system",
+                "`system` must be 1 to 64 characters",
+            ));
         }
         if id.is_empty() || id.len() > 255 {
-            return Err(AppError::bad_input("id", "external `id` must be 1 to 255 characters"));
+            return Err(AppError::bad_input(
+                "id",
+                "external `id` must be 1 to 255 characters",
+            ));
         }
         Ok(ExternalRef { system, id })
     }
 }
 
-pub async fn lookup(db: &impl ConnectionTrait, kind: RecordKind, key: &ExternalRef) -> AppResult<Option<Uuid>> {
+pub async fn lookup(
+    db: &impl ConnectionTrait,
+    kind: RecordKind,
+    key: &ExternalRef,
+) -> AppResult<Option<Uuid>> {
     Ok(ExternalId::find()
         .filter(external_id::Column::RecordKind.eq(kind))
         .filter(external_id::Column::System.eq(key.system.as_str()))
@@ -41,7 +53,12 @@ pub async fn lookup(db: &impl ConnectionTrait, kind: RecordKind, key: &ExternalR
 }
 
 /// Links `key` to `record_id` (CONFLICT if it already points elsewhere).
-pub async fn link(db: &impl ConnectionTrait, kind: RecordKind, key: &ExternalRef, record_id: Uuid) -> AppResult<()> {
+pub async fn link(
+    db: &impl ConnectionTrait,
+    kind: RecordKind,
+    key: &ExternalRef,
+    record_id: Uuid,
+) -> AppResult<()> {
     match lookup(db, kind, key).await? {
         Some(existing) if existing == record_id => Ok(()),
         Some(_) => Err(AppError::conflict(

@@ -23,7 +23,10 @@ pub enum OrderDirection {
 }
 
 /// `MaybeUndefined<ID>` → service patch (undefined: keep; null: clear).
-pub fn patch_id(v: MaybeUndefined<async_graphql::ID>, field: &str) -> AppResult<common::Patch<uuid::Uuid>> {
+pub fn patch_id(
+    v: MaybeUndefined<async_graphql::ID>,
+    field: &str,
+) -> AppResult<common::Patch<uuid::Uuid>> {
     Ok(match v {
         MaybeUndefined::Undefined => None,
         MaybeUndefined::Null => Some(None),
@@ -70,11 +73,18 @@ pub struct TimeRangeInput {
 
 impl From<TimeRangeInput> for common::TimeRange {
     fn from(r: TimeRangeInput) -> Self {
-        common::TimeRange { from: r.from, to: r.to }
+        common::TimeRange {
+            from: r.from,
+            to: r.to,
+        }
     }
 }
 
 /// Validates the size of a nested child list.
 pub fn child_limit(first: i32) -> AppResult<u64> {
-    crate::pagination::PageRequest { first: Some(first), ..Default::default() }.size()
+    crate::pagination::PageRequest {
+        first: Some(first),
+        ..Default::default()
+    }
+    .size()
 }

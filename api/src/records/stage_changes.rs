@@ -2,9 +2,9 @@
 //! recorded with its time, actor and reason.
 
 use crate::error::AppResult;
+use chrono::{DateTime, Utc};
 use entity::stage_change;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Who makes a change.
@@ -18,7 +18,10 @@ pub struct Actor {
 
 impl From<&crate::auth::Caller> for Actor {
     fn from(c: &crate::auth::Caller) -> Self {
-        Actor { subject: c.subject.clone(), user_id: c.user_id() }
+        Actor {
+            subject: c.subject.clone(),
+            user_id: c.user_id(),
+        }
     }
 }
 

@@ -2,7 +2,9 @@ use super::service::{self, AccountFields, AccountFilter, AccountOrder};
 use crate::auth::{Caller, READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
-use crate::graphql::loaders::{Capped, ExternalIdsOf, LeadsOfAccount, OpportunitiesOfAccount, UserById};
+use crate::graphql::loaders::{
+    Capped, ExternalIdsOf, LeadsOfAccount, OpportunitiesOfAccount, UserById,
+};
 use crate::graphql::{db, load_children, load_one, parse_id, parse_ids, require, settings};
 use crate::pagination::PageRequest;
 use crate::records::common::{money_to_units, units_to_money};
@@ -10,7 +12,9 @@ use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::Lead;
 use crate::records::opportunities::graphql::Opportunity;
 use crate::records::users::graphql::User;
-use crate::records::{ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id};
+use crate::records::{
+    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
+};
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::account;
@@ -63,16 +67,38 @@ impl Account {
     }
     /// The account's newest leads.
     #[graphql(complexity = "first.clamp(0, 500) as usize * child_complexity + 1")]
-    async fn leads(&self, ctx: &Context<'_>, #[graphql(default = 50)] first: i32) -> Result<Vec<Lead>> {
+    async fn leads(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> Result<Vec<Lead>> {
         let limit = crate::records::child_limit(first)?;
-        let rows = load_children::<LeadsOfAccount, _>(ctx, Capped { parent: self.0.id, limit }).await?;
+        let rows = load_children::<LeadsOfAccount, _>(
+            ctx,
+            Capped {
+                parent: self.0.id,
+                limit,
+            },
+        )
+        .await?;
         Ok(rows.into_iter().map(Lead).collect())
     }
     /// The account's newest opportunities.
     #[graphql(complexity = "first.clamp(0, 500) as usize * child_complexity + 1")]
-    async fn opportunities(&self, ctx: &Context<'_>, #[graphql(default = 50)] first: i32) -> Result<Vec<Opportunity>> {
+    async fn opportunities(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> Result<Vec<Opportunity>> {
         let limit = crate::records::child_limit(first)?;
-        let rows = load_children::<OpportunitiesOfAccount, _>(ctx, Capped { parent: self.0.id, limit }).await?;
+        let rows = load_children::<OpportunitiesOfAccount, _>(
+            ctx,
+            Capped {
+                parent: self.0.id,
+                limit,
+            },
+        )
+        .await?;
         Ok(rows.into_iter().map(Opportunity).collect())
     }
     /// Ids of this account in external systems (CRMs).
@@ -160,7 +186,19 @@ impl AccountsQuery {
             None => (AccountOrder::Name, false),
         };
         let db = db(ctx)?.clone();
-        let page = service::list(&db, &filter, order, desc, &PageRequest { first, after, last, before }).await?;
+        let page = service::list(
+            &db,
+            &filter,
+            order,
+            desc,
+            &PageRequest {
+                first,
+                after,
+                last,
+                before,
+            },
+        )
+        .await?;
         Ok(connection(
             page,
             move || {
@@ -194,9 +232,15 @@ pub struct AccountInput {
 }
 
 impl AccountInput {
-    fn into_fields(self, caller: &Caller, currency: &str) -> Result<(AccountFields, Vec<ExternalRef>), AppError> {
+    fn into_fields(
+        self,
+        caller: &Caller,
+        currency: &str,
+    ) -> Result<(AccountFields, Vec<ExternalRef>), AppError> {
         if self.created_at.is_some() && !caller.may_backfill() {
-            return Err(AppError::forbidden("only ADMIN and INTEGRATION callers may set createdAt"));
+            return Err(AppError::forbidden(
+                "only ADMIN and INTEGRATION callers may set createdAt",
+            ));
         }
         let revenue = match patch(self.annual_revenue) {
             Some(Some(d)) => Some(Some(money_to_units(d, currency, "annualRevenue")?)),
@@ -238,16 +282,27 @@ impl AccountsMutation {
         let caller = require(ctx, RECORD_WRITERS, "create accounts")?;
         let (fields, refs) = input.into_fields(caller, &settings(ctx)?.currency)?;
         let db = db(ctx)?;
-        Ok(Account(service::create_with_refs(db, &caller.subject, fields, refs).await?))
+        Ok(Account(
+            service::create_with_refs(db, &caller.subject, fields, refs).await?,
+        ))
     }
 
-    async fn update_account(&self, ctx: &Context<'_>, id: ID, input: AccountInput) -> Result<Account> {
+    async fn update_account(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: AccountInput,
+    ) -> Result<Account> {
         let caller = require(ctx, RECORD_WRITERS, "update accounts")?;
         let (fields, refs) = input.into_fields(caller, &settings(ctx)?.currency)?;
         if fields.created_at.is_some() || !refs.is_empty() {
-            return Err(AppError::invalid("createdAt and externalIds are set on create or upsert").into());
+            return Err(
+                AppError::invalid("createdAt and externalIds are set on create or upsert").into(),
+            );
         }
-        Ok(Account(service::update(db(ctx)?, parse_id(&id, "id")?, fields).await?))
+        Ok(Account(
+            service::update(db(ctx)?, parse_id(&id, "id")?, fields).await?,
+        ))
     }
 
     /// Creates or updates the account that `externalId` maps to (idempotent).
@@ -260,6 +315,8 @@ impl AccountsMutation {
         let caller = require(ctx, RECORD_WRITERS, "upsert accounts")?;
         let key = ExternalRef::normalized(&external_id.system, &external_id.id)?;
         let (fields, _) = input.into_fields(caller, &settings(ctx)?.currency)?;
-        Ok(Account(service::upsert(db(ctx)?, &caller.subject, key, fields).await?))
+        Ok(Account(
+            service::upsert(db(ctx)?, &caller.subject, key, fields).await?,
+        ))
     }
 }

@@ -1,7 +1,7 @@
 use crate::error::{AppError, AppResult};
 use crate::pagination::{Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{
-    Patch, TimeRange, normalize_domain, now, not_future, optional_text, required_text,
+    Patch, TimeRange, normalize_domain, not_future, now, optional_text, required_text,
     search_condition,
 };
 use crate::records::external_ids::{self, ExternalRef};
@@ -50,18 +50,33 @@ fn condition(f: &AccountFilter) -> Condition {
         c = c.add(account::Column::IsTarget.eq(t));
     }
     if let Some(s) = &f.search {
-        c = c.add(search_condition(&[account::Column::Name, account::Column::Domain], s));
+        c = c.add(search_condition(
+            &[account::Column::Name, account::Column::Domain],
+            s,
+        ));
     }
     c
 }
 
 fn ordering(order: AccountOrder, descending: bool) -> Ordering<Account> {
     let (name, column, key): (_, _, fn(&account::Model) -> (SortKey, Uuid)) = match order {
-        AccountOrder::Name => ("name", account::Column::Name, |m| (SortKey::Text(m.name.clone()), m.id)),
-        AccountOrder::CreatedAt => ("createdAt", account::Column::CreatedAt, |m| (SortKey::Time(m.created_at), m.id)),
-        AccountOrder::UpdatedAt => ("updatedAt", account::Column::UpdatedAt, |m| (SortKey::Time(m.updated_at), m.id)),
+        AccountOrder::Name => ("name", account::Column::Name, |m| {
+            (SortKey::Text(m.name.clone()), m.id)
+        }),
+        AccountOrder::CreatedAt => ("createdAt", account::Column::CreatedAt, |m| {
+            (SortKey::Time(m.created_at), m.id)
+        }),
+        AccountOrder::UpdatedAt => ("updatedAt", account::Column::UpdatedAt, |m| {
+            (SortKey::Time(m.updated_at), m.id)
+        }),
     };
-    Ordering { name, column, id: account::Column::Id, descending, key }
+    Ordering {
+        name,
+        column,
+        id: account::Column::Id,
+        descending,
+        key,
+    }
 }
 
 pub async fn list(
@@ -71,7 +86,13 @@ pub async fn list(
     descending: bool,
     page: &PageRequest,
 ) -> AppResult<Page<account::Model>> {
-    paginate(db, Account::find().filter(condition(filter)), &ordering(order, descending), page).await
+    paginate(
+        db,
+        Account::find().filter(condition(filter)),
+        &ordering(order, descending),
+        page,
+    )
+    .await
 }
 
 pub async fn count(db: &impl ConnectionTrait, filter: &AccountFilter) -> AppResult<u64> {
@@ -79,12 +100,21 @@ pub async fn count(db: &impl ConnectionTrait, filter: &AccountFilter) -> AppResu
 }
 
 pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> AppResult<account::Model> {
-    Account::find_by_id(id).one(db).await?.ok_or_else(|| AppError::not_found("account"))
+    Account::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("account"))
 }
 
 /// The account whose domain is `domain` (already normalized), if any.
-pub async fn find_by_domain(db: &impl ConnectionTrait, domain: &str) -> AppResult<Option<account::Model>> {
-    Ok(Account::find().filter(account::Column::Domain.eq(domain)).one(db).await?)
+pub async fn find_by_domain(
+    db: &impl ConnectionTrait,
+    domain: &str,
+) -> AppResult<Option<account::Model>> {
+    Ok(Account::find()
+        .filter(account::Column::Domain.eq(domain))
+        .one(db)
+        .await?)
 }
 
 /// Fields of an account, as written by create and upsert.
@@ -121,7 +151,10 @@ fn apply(am: &mut account::ActiveModel, f: AccountFields) -> AppResult<()> {
     }
     if let Some(employees) = f.employees {
         if employees.is_some_and(|e| e < 0) {
-            return Err(AppError::bad_input("employees", "`employees` must not be negative"));
+            return Err(AppError::bad_input(
+                "employees",
+                "`employees` must not be negative",
+            ));
         }
         am.employees = Set(employees);
     }
@@ -163,7 +196,11 @@ async fn check_owner(db: &impl ConnectionTrait, owner: &Patch<Uuid>) -> AppResul
     Ok(())
 }
 
-pub async fn create(db: &impl ConnectionTrait, subject: &str, fields: AccountFields) -> AppResult<account::Model> {
+pub async fn create(
+    db: &impl ConnectionTrait,
+    subject: &str,
+    fields: AccountFields,
+) -> AppResult<account::Model> {
     check_owner(db, &fields.owner_id).await?;
     let at = match fields.created_at {
         Some(t) => not_future(t, "createdAt")?,
@@ -193,7 +230,11 @@ pub async fn create(db: &impl ConnectionTrait, subject: &str, fields: AccountFie
     Ok(am.insert(db).await?)
 }
 
-pub async fn update(db: &impl ConnectionTrait, id: Uuid, fields: AccountFields) -> AppResult<account::Model> {
+pub async fn update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    fields: AccountFields,
+) -> AppResult<account::Model> {
     check_owner(db, &fields.owner_id).await?;
     let mut am = get(db, id).await?.into_active_model();
     apply(&mut am, fields)?;

@@ -39,7 +39,11 @@ impl TeamsQuery {
     /// Every team, by name.
     async fn teams(&self, ctx: &Context<'_>) -> Result<Vec<Team>> {
         require(ctx, READERS, "read teams")?;
-        Ok(service::list(db(ctx)?).await?.into_iter().map(Team).collect())
+        Ok(service::list(db(ctx)?)
+            .await?
+            .into_iter()
+            .map(Team)
+            .collect())
     }
 }
 
@@ -57,6 +61,8 @@ impl TeamsMutation {
     /// Creates a team (ADMIN).
     async fn create_team(&self, ctx: &Context<'_>, input: CreateTeamInput) -> Result<Team> {
         require(ctx, ADMINS, "create teams")?;
-        Ok(Team(service::create(db(ctx)?, &input.name, input.function).await?))
+        Ok(Team(
+            service::create(db(ctx)?, &input.name, input.function).await?,
+        ))
     }
 }

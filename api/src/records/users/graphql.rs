@@ -4,8 +4,8 @@ use crate::graphql::connection::{Conn, connection};
 use crate::graphql::loaders::TeamById;
 use crate::graphql::{caller, db, load_one, parse_id, parse_ids, require};
 use crate::pagination::PageRequest;
-use crate::records::teams::graphql::Team;
 use crate::records::OrderDirection;
+use crate::records::teams::graphql::Team;
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::enums::Role;
@@ -110,7 +110,12 @@ impl UsersQuery {
             ),
             None => (UserOrder::Name, false),
         };
-        let page_req = PageRequest { first, after, last, before };
+        let page_req = PageRequest {
+            first,
+            after,
+            last,
+            before,
+        };
         let db = db(ctx)?.clone();
         let page = service::list(&db, &filter, order, desc, &page_req).await?;
         Ok(connection(
@@ -151,10 +156,19 @@ impl UsersMutation {
     /// Creates a user (ADMIN).
     async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
         require(ctx, ADMINS, "create users")?;
-        let team_id = input.team_id.as_ref().map(|t| parse_id(t, "teamId")).transpose()?;
+        let team_id = input
+            .team_id
+            .as_ref()
+            .map(|t| parse_id(t, "teamId"))
+            .transpose()?;
         let created = service::create(
             db(ctx)?,
-            NewUser { email: input.email, name: input.name, team_id, role: input.role },
+            NewUser {
+                email: input.email,
+                name: input.name,
+                team_id,
+                role: input.role,
+            },
         )
         .await?;
         Ok(User(created))
@@ -170,6 +184,8 @@ impl UsersMutation {
             role: input.role,
             active: input.active,
         };
-        Ok(User(service::update(db(ctx)?, parse_id(&id, "id")?, patch).await?))
+        Ok(User(
+            service::update(db(ctx)?, parse_id(&id, "id")?, patch).await?,
+        ))
     }
 }

@@ -36,18 +36,33 @@ fn condition(f: &UserFilter) -> Condition {
         c = c.add(user::Column::Active.eq(active));
     }
     if let Some(s) = &f.search {
-        c = c.add(search_condition(&[user::Column::Name, user::Column::Email], s));
+        c = c.add(search_condition(
+            &[user::Column::Name, user::Column::Email],
+            s,
+        ));
     }
     c
 }
 
 fn ordering(order: UserOrder, descending: bool) -> Ordering<User> {
     let (name, column, key): (_, _, fn(&user::Model) -> (SortKey, Uuid)) = match order {
-        UserOrder::Name => ("name", user::Column::Name, |m| (SortKey::Text(m.name.clone()), m.id)),
-        UserOrder::Email => ("email", user::Column::Email, |m| (SortKey::Text(m.email.clone()), m.id)),
-        UserOrder::CreatedAt => ("createdAt", user::Column::CreatedAt, |m| (SortKey::Time(m.created_at), m.id)),
+        UserOrder::Name => ("name", user::Column::Name, |m| {
+            (SortKey::Text(m.name.clone()), m.id)
+        }),
+        UserOrder::Email => ("email", user::Column::Email, |m| {
+            (SortKey::Text(m.email.clone()), m.id)
+        }),
+        UserOrder::CreatedAt => ("createdAt", user::Column::CreatedAt, |m| {
+            (SortKey::Time(m.created_at), m.id)
+        }),
     };
-    Ordering { name, column, id: user::Column::Id, descending, key }
+    Ordering {
+        name,
+        column,
+        id: user::Column::Id,
+        descending,
+        key,
+    }
 }
 
 pub async fn list(
@@ -57,7 +72,13 @@ pub async fn list(
     descending: bool,
     page: &PageRequest,
 ) -> AppResult<Page<user::Model>> {
-    paginate(db, User::find().filter(condition(filter)), &ordering(order, descending), page).await
+    paginate(
+        db,
+        User::find().filter(condition(filter)),
+        &ordering(order, descending),
+        page,
+    )
+    .await
 }
 
 pub async fn count(db: &impl ConnectionTrait, filter: &UserFilter) -> AppResult<u64> {
@@ -65,12 +86,18 @@ pub async fn count(db: &impl ConnectionTrait, filter: &UserFilter) -> AppResult<
 }
 
 pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> AppResult<user::Model> {
-    User::find_by_id(id).one(db).await?.ok_or_else(|| AppError::not_found("user"))
+    User::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))
 }
 
 /// The user a token subject names: by id, or by e-mail. Other subjects
 /// (service accounts) name no user.
-pub async fn find_by_subject(db: &impl ConnectionTrait, subject: &str) -> AppResult<Option<user::Model>> {
+pub async fn find_by_subject(
+    db: &impl ConnectionTrait,
+    subject: &str,
+) -> AppResult<Option<user::Model>> {
     if let Ok(id) = Uuid::parse_str(subject) {
         return Ok(User::find_by_id(id).one(db).await?);
     }
@@ -119,7 +146,11 @@ pub struct UserPatch {
     pub active: Option<bool>,
 }
 
-pub async fn update(db: &impl ConnectionTrait, id: Uuid, patch: UserPatch) -> AppResult<user::Model> {
+pub async fn update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    patch: UserPatch,
+) -> AppResult<user::Model> {
     let mut am = get(db, id).await?.into_active_model();
     if let Some(email) = patch.email {
         am.email = Set(normalize_email(&email, "email")?);
