@@ -184,13 +184,13 @@ impl TestApp {
             let _ = tx.send(());
         }
         let _ = self.state.db.clone().close().await;
-        if let Some(name) = self.pg_name.take() {
-            if let Ok(admin) = Database::connect(postgres_admin_url()).await {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-                let _ = admin.close().await;
-            }
+        if let Some(name) = self.pg_name.take()
+            && let Ok(admin) = Database::connect(postgres_admin_url()).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            let _ = admin.close().await;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Lockstep's integration tests: one binary, a module per area. Every data
 //! test runs on SQLite and on PostgreSQL (see `harness`).
 
+#[allow(dead_code)] // not every helper is used by every module
 mod harness;
 
 mod accounts;

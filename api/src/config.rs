@@ -83,11 +83,12 @@ pub const DEFAULT_SQLITE_URL: &str = "sqlite://lockstep.db?mode=rwc";
 
 impl Config {
     /// Defaults → `lockstep.toml` (if present) → `LOCKSTEP_*` → `DATABASE_URL`.
-    pub fn load() -> Result<Config, figment::Error> {
+    pub fn load() -> Result<Config, Box<figment::Error>> {
         let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file("lockstep.toml"))
             .merge(Env::prefixed("LOCKSTEP_"))
-            .extract()?;
+            .extract()
+            .map_err(Box::new)?;
         if config.database_url.is_none() {
             config.database_url = std::env::var("DATABASE_URL").ok();
         }

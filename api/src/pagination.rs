@@ -108,6 +108,9 @@ impl PageRequest {
     }
 }
 
+/// Reads the sort key and id off a model.
+pub type KeyFn<M> = fn(&M) -> (SortKey, Uuid);
+
 /// An ordering of one entity: the sort column, the id column, the direction,
 /// and how to read the sort key off a model.
 pub struct Ordering<E: EntityTrait> {
@@ -115,7 +118,7 @@ pub struct Ordering<E: EntityTrait> {
     pub column: E::Column,
     pub id: E::Column,
     pub descending: bool,
-    pub key: fn(&E::Model) -> (SortKey, Uuid),
+    pub key: KeyFn<E::Model>,
 }
 
 /// Fetches one page of `select` in `ordering`, honouring the cursors.

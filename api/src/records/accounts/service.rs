@@ -1,5 +1,5 @@
 use crate::error::{AppError, AppResult};
-use crate::pagination::{Ordering, Page, PageRequest, SortKey, paginate};
+use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{
     Patch, TimeRange, normalize_domain, not_future, now, optional_text, required_text,
     search_condition,
@@ -59,7 +59,7 @@ fn condition(f: &AccountFilter) -> Condition {
 }
 
 fn ordering(order: AccountOrder, descending: bool) -> Ordering<Account> {
-    let (name, column, key): (_, _, fn(&account::Model) -> (SortKey, Uuid)) = match order {
+    let (name, column, key): (_, _, KeyFn<account::Model>) = match order {
         AccountOrder::Name => ("name", account::Column::Name, |m| {
             (SortKey::Text(m.name.clone()), m.id)
         }),

@@ -1,5 +1,5 @@
 use crate::error::{AppError, AppResult};
-use crate::pagination::{Ordering, Page, PageRequest, SortKey, paginate};
+use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{Patch, normalize_email, now, required_text, search_condition};
 use entity::enums::Role;
 use entity::user::{self, Entity as User};
@@ -45,7 +45,7 @@ fn condition(f: &UserFilter) -> Condition {
 }
 
 fn ordering(order: UserOrder, descending: bool) -> Ordering<User> {
-    let (name, column, key): (_, _, fn(&user::Model) -> (SortKey, Uuid)) = match order {
+    let (name, column, key): (_, _, KeyFn<user::Model>) = match order {
         UserOrder::Name => ("name", user::Column::Name, |m| {
             (SortKey::Text(m.name.clone()), m.id)
         }),
