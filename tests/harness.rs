@@ -195,6 +195,33 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// A test that panicked never reached `cleanup`: drop its PostgreSQL database anyway.
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    if let Ok(admin) = Database::connect(postgres_admin_url()).await {
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await;
+                        let _ = admin.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
 /// `data` of a response that must have no errors.
 #[track_caller]
 pub fn data(resp: &Value) -> &Value {

@@ -317,3 +317,16 @@ async fn graphql_http_audit_suite_passes() {
     assert!(stdout.contains("0 failed"), "{stdout}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn introspection_can_be_turned_off() {
+    let query = "{ __schema { queryType { name } } }";
+    let on = sqlite().await;
+    let resp = on.gql(&on.admin_token(), query, json!({})).await;
+    assert_eq!(data(&resp)["__schema"]["queryType"]["name"], "Query");
+    on.cleanup().await;
+    let off = TestApp::spawn_with(Backend::Sqlite, |c| c.introspection = false).await;
+    let resp = off.gql(&off.admin_token(), query, json!({})).await;
+    assert!(resp["data"]["__schema"].is_null(), "{resp}");
+    off.cleanup().await;
+}
