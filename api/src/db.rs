@@ -29,12 +29,18 @@ pub async fn connect(
         .acquire_timeout(Duration::from_secs(10))
         .max_connections(if is_sqlite { 8 } else { 16 })
         .min_connections(1);
-    let mut db = Database::connect(options).await?;
     if is_sqlite {
-        // WAL lets readers run beside the one writer; the pragma persists in the file.
-        db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
-        db.execute_unprepared("PRAGMA synchronous = NORMAL").await?;
+        // WAL lets readers run beside the one writer; foreign keys on; writers
+        // wait for each other instead of failing.
+        options.map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+        });
     }
+    let mut db = Database::connect(options).await?;
     db.set_metric_callback(move |_info| {
         counter.0.fetch_add(1, Ordering::Relaxed);
     });
