@@ -81,7 +81,8 @@ fn negotiate(headers: &HeaderMap) -> Option<Media> {
     } else if json > 0.0 {
         Some(Media::Json)
     } else if any > 0.0 {
-        Some(Media::GraphqlResponseJson)
+        // Legacy clients send `*/*`: application/json is what they expect.
+        Some(Media::Json)
     } else {
         None
     }
@@ -494,7 +495,7 @@ mod tests {
             )),
             Some(Media::GraphqlResponseJson)
         );
-        assert_eq!(negotiate(&accept("*/*")), Some(Media::GraphqlResponseJson));
+        assert_eq!(negotiate(&accept("*/*")), Some(Media::Json));
         assert_eq!(negotiate(&accept("text/plain")), None);
     }
 }
