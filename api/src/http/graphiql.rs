@@ -52,6 +52,10 @@ fn lookup(file: &str) -> Option<(&'static [u8], &'static str)> {
             include_bytes!("../../assets/graphiql/graphiql.min.css").as_slice(),
             "text/css; charset=utf-8",
         ),
+        "lockstep.css" => (
+            include_bytes!("../../assets/graphiql/lockstep.css").as_slice(),
+            "text/css; charset=utf-8",
+        ),
         "init.js" => (
             include_bytes!("../../assets/graphiql/init.js").as_slice(),
             "text/javascript; charset=utf-8",
