@@ -60,3 +60,24 @@ pub async fn record(
     .insert(db)
     .await?)
 }
+
+/// The latest stage change of a record.
+pub async fn last(
+    db: &impl ConnectionTrait,
+    subject: Subject,
+) -> AppResult<Option<stage_change::Model>> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let select = match subject {
+        Subject::Lead(id) => {
+            stage_change::Entity::find().filter(stage_change::Column::LeadId.eq(id))
+        }
+        Subject::Opportunity(id) => {
+            stage_change::Entity::find().filter(stage_change::Column::OpportunityId.eq(id))
+        }
+    };
+    Ok(select
+        .order_by_desc(stage_change::Column::At)
+        .order_by_desc(stage_change::Column::Id)
+        .one(db)
+        .await?)
+}

@@ -1,31 +1,555 @@
-//! Placeholder: filled in by the leads work.
-use entity::lead;
+use super::service::{self, LeadFields, LeadFilter, LeadOrder, NewOpportunity};
+use crate::auth::{Caller, READERS, RECORD_WRITERS};
+use crate::error::AppError;
+use crate::graphql::connection::{Conn, connection};
+use crate::graphql::loaders::{
+    AccountById, CampaignById, ExternalIdsOf, LeadById, OpportunityById, StageHistoryOfLead,
+    TeamById, TouchpointsOfLead, UserById,
+};
+use crate::graphql::{caller, db, load_children, load_one, parse_id, parse_ids, require, settings};
+use crate::pagination::PageRequest;
+use crate::records::accounts::graphql::Account;
+use crate::records::campaigns::graphql::Campaign;
+use crate::records::common::{check_currency, money_to_units};
+use crate::records::external_ids::ExternalRef;
+use crate::records::opportunities::graphql::Opportunity;
+use crate::records::stage_changes::Actor;
+use crate::records::teams::graphql::Team;
+use crate::records::users::graphql::User;
+use crate::records::{
+    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
+};
+use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::enums::{Channel, LeadStage, RecordKind, Segment, SourcedBy};
+use entity::{lead, stage_change, touchpoint};
+use rust_decimal::Decimal;
 
+/// A person in the funnel. Personal fields (email, names, title) are null
+/// for VIEWER callers, and for INTEGRATION callers on leads they did not create.
 pub struct Lead(pub lead::Model);
 
-#[async_graphql::Object]
 impl Lead {
-    async fn id(&self) -> async_graphql::ID {
-        async_graphql::ID(self.0.id.to_string())
+    fn personal<'a>(
+        &'a self,
+        ctx: &Context<'_>,
+        value: Option<&'a str>,
+    ) -> Result<Option<&'a str>> {
+        let c = caller(ctx)?;
+        Ok(value.filter(|_| c.sees_personal_data(&self.0.created_by)))
     }
+}
+
+#[Object]
+impl Lead {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn email(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        self.personal(ctx, Some(&self.0.email))
+    }
+    async fn first_name(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        self.personal(ctx, self.0.first_name.as_deref())
+    }
+    async fn last_name(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        self.personal(ctx, self.0.last_name.as_deref())
+    }
+    /// First and last name.
+    async fn name(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let parts: Vec<&str> = [self.0.first_name.as_deref(), self.0.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let full = (!parts.is_empty()).then(|| parts.join(" "));
+        Ok(self.personal(ctx, full.as_deref())?.map(str::to_owned))
+    }
+    async fn title(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        self.personal(ctx, self.0.title.as_deref())
+    }
+    async fn company(&self) -> Option<&str> {
+        self.0.company.as_deref()
+    }
+    async fn account(&self, ctx: &Context<'_>) -> Result<Option<Account>> {
+        Ok(load_one::<AccountById>(ctx, self.0.account_id)
+            .await?
+            .map(Account))
+    }
+    async fn source(&self) -> Channel {
+        self.0.source
+    }
+    async fn campaign(&self, ctx: &Context<'_>) -> Result<Option<Campaign>> {
+        Ok(load_one::<CampaignById>(ctx, self.0.campaign_id)
+            .await?
+            .map(Campaign))
+    }
+    async fn score(&self) -> i32 {
+        self.0.score
+    }
+    async fn stage(&self) -> LeadStage {
+        self.0.stage
+    }
+    async fn owner(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        Ok(load_one::<UserById>(ctx, self.0.owner_id).await?.map(User))
+    }
+    async fn team(&self, ctx: &Context<'_>) -> Result<Option<Team>> {
+        Ok(load_one::<TeamById>(ctx, self.0.team_id).await?.map(Team))
+    }
+    /// The opportunity created when the lead was converted.
+    async fn converted_opportunity(&self, ctx: &Context<'_>) -> Result<Option<Opportunity>> {
+        Ok(
+            load_one::<OpportunityById>(ctx, self.0.converted_opportunity_id)
+                .await?
+                .map(Opportunity),
+        )
+    }
+    /// Marketing touches, oldest first.
+    async fn touchpoints(&self, ctx: &Context<'_>) -> Result<Vec<Touchpoint>> {
+        let rows = load_children::<TouchpointsOfLead, _>(ctx, self.0.id).await?;
+        Ok(rows.into_iter().map(Touchpoint).collect())
+    }
+    /// Every stage change, oldest first.
+    async fn stage_history(&self, ctx: &Context<'_>) -> Result<Vec<StageChange>> {
+        let rows = load_children::<StageHistoryOfLead, _>(ctx, self.0.id).await?;
+        Ok(rows.into_iter().map(StageChange).collect())
+    }
+    async fn external_ids(&self, ctx: &Context<'_>) -> Result<Vec<ExternalIdNode>> {
+        let refs = load_children::<ExternalIdsOf, _>(ctx, (RecordKind::Lead, self.0.id)).await?;
+        Ok(refs.into_iter().map(ExternalIdNode).collect())
+    }
+    async fn first_touch_at(&self) -> Option<DateTime<Utc>> {
+        self.0.first_touch_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// A marketing touch of a lead by a campaign.
+pub struct Touchpoint(pub touchpoint::Model);
+
+#[Object]
+impl Touchpoint {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn lead(&self, ctx: &Context<'_>) -> Result<Option<Lead>> {
+        Ok(load_one::<LeadById>(ctx, Some(self.0.lead_id))
+            .await?
+            .map(Lead))
+    }
+    async fn campaign(&self, ctx: &Context<'_>) -> Result<Option<Campaign>> {
+        Ok(load_one::<CampaignById>(ctx, Some(self.0.campaign_id))
+            .await?
+            .map(Campaign))
+    }
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.occurred_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// One stage change of a lead or an opportunity: when, by whom, why.
+pub struct StageChange(pub stage_change::Model);
+
+#[Object]
+impl StageChange {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// The stage before (null for the first stage).
+    async fn from_stage(&self) -> Option<&str> {
+        self.0.from_stage.as_deref()
+    }
+    async fn to_stage(&self) -> &str {
+        &self.0.to_stage
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    /// The token subject that made the change.
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+    /// The user that made the change, when a user did.
+    async fn actor_user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        Ok(load_one::<UserById>(ctx, self.0.actor_user_id)
+            .await?
+            .map(User))
+    }
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct LeadFilterInput {
+    pub id: Option<Vec<ID>>,
+    pub stage: Option<Vec<LeadStage>>,
+    pub source: Option<Vec<Channel>>,
+    /// The segment of the lead's account.
+    pub segment: Option<Vec<Segment>>,
+    pub account_id: Option<Vec<ID>>,
+    pub owner_id: Option<Vec<ID>>,
+    pub campaign_id: Option<Vec<ID>>,
+    pub team_id: Option<Vec<ID>>,
+    pub created_at: Option<TimeRangeInput>,
+    /// Case-insensitive substring of e-mail, first or last name, or company.
+    pub search: Option<String>,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum LeadOrderField {
+    CreatedAt,
+    UpdatedAt,
+    Email,
+    Score,
+}
+
+#[derive(InputObject)]
+pub struct LeadOrderInput {
+    pub field: LeadOrderField,
+    #[graphql(default)]
+    pub direction: OrderDirection,
 }
 
 #[derive(Default)]
 pub struct LeadsQuery;
 
-#[async_graphql::Object]
+#[Object]
 impl LeadsQuery {
-    async fn lead_placeholder(&self) -> bool {
-        false
+    async fn lead(&self, ctx: &Context<'_>, id: ID) -> Result<Lead> {
+        require(ctx, READERS, "read leads")?;
+        Ok(Lead(service::get(db(ctx)?, parse_id(&id, "id")?).await?))
     }
+
+    /// Leads, filtered and ordered (default: newest first).
+    #[graphql(complexity = "PageRequest::size_hint(first, last) * child_complexity + 1")]
+    #[allow(clippy::too_many_arguments)]
+    async fn leads(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<LeadFilterInput>,
+        order_by: Option<LeadOrderInput>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<Conn<Lead>> {
+        require(ctx, READERS, "read leads")?;
+        let f = filter.unwrap_or_default();
+        let filter = LeadFilter {
+            ids: parse_ids(&f.id.unwrap_or_default(), "id")?,
+            stages: f.stage.unwrap_or_default(),
+            sources: f.source.unwrap_or_default(),
+            segments: f.segment.unwrap_or_default(),
+            account_ids: parse_ids(&f.account_id.unwrap_or_default(), "accountId")?,
+            owner_ids: parse_ids(&f.owner_id.unwrap_or_default(), "ownerId")?,
+            campaign_ids: parse_ids(&f.campaign_id.unwrap_or_default(), "campaignId")?,
+            team_ids: parse_ids(&f.team_id.unwrap_or_default(), "teamId")?,
+            created_at: f.created_at.map(Into::into).unwrap_or_default(),
+            search: f.search,
+        };
+        let (order, desc) = match order_by {
+            Some(o) => (
+                match o.field {
+                    LeadOrderField::CreatedAt => LeadOrder::CreatedAt,
+                    LeadOrderField::UpdatedAt => LeadOrder::UpdatedAt,
+                    LeadOrderField::Email => LeadOrder::Email,
+                    LeadOrderField::Score => LeadOrder::Score,
+                },
+                o.direction == OrderDirection::Desc,
+            ),
+            None => (LeadOrder::CreatedAt, true),
+        };
+        let db = db(ctx)?.clone();
+        let page = service::list(
+            &db,
+            &filter,
+            order,
+            desc,
+            &PageRequest {
+                first,
+                after,
+                last,
+                before,
+            },
+        )
+        .await?;
+        Ok(connection(
+            page,
+            move || {
+                let (db, filter) = (db.clone(), filter.clone());
+                Box::pin(async move { service::count(&db, &filter).await })
+            },
+            Lead,
+        ))
+    }
+}
+
+/// Fields of a lead. On create, `email` is required; on update and upsert,
+/// fields left out keep their value and null clears them.
+#[derive(InputObject, Default)]
+pub struct LeadInput {
+    pub email: Option<String>,
+    pub first_name: MaybeUndefined<String>,
+    pub last_name: MaybeUndefined<String>,
+    pub title: MaybeUndefined<String>,
+    pub company: MaybeUndefined<String>,
+    /// Default: the account whose domain is the e-mail's (public mail domains never match).
+    pub account_id: MaybeUndefined<ID>,
+    /// Default OTHER.
+    pub source: Option<Channel>,
+    pub campaign_id: MaybeUndefined<ID>,
+    pub score: Option<i32>,
+    pub owner_id: MaybeUndefined<ID>,
+    pub team_id: MaybeUndefined<ID>,
+    /// On create: the initial stage (default INQUIRY). On upsert: a stage to move to.
+    pub stage: Option<LeadStage>,
+    /// Backfill: when the lead was created in the source system (ADMIN and INTEGRATION only).
+    pub created_at: Option<DateTime<Utc>>,
+    /// Backfill: the first marketing touch (ADMIN and INTEGRATION only).
+    pub first_touch_at: MaybeUndefined<DateTime<Utc>>,
+    /// External ids to link to the new lead.
+    pub external_ids: Option<Vec<ExternalIdInput>>,
+}
+
+impl LeadInput {
+    fn into_fields(self, caller: &Caller) -> Result<(LeadFields, Vec<ExternalRef>), AppError> {
+        let backfill = self.created_at.is_some() || !self.first_touch_at.is_undefined();
+        if backfill && !caller.may_backfill() {
+            return Err(AppError::forbidden(
+                "only ADMIN and INTEGRATION callers may set createdAt or firstTouchAt",
+            ));
+        }
+        let refs = self
+            .external_ids
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| ExternalRef::normalized(&e.system, &e.id))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((
+            LeadFields {
+                email: self.email,
+                first_name: patch(self.first_name),
+                last_name: patch(self.last_name),
+                title: patch(self.title),
+                company: patch(self.company),
+                account_id: patch_id(self.account_id, "accountId")?,
+                source: self.source,
+                campaign_id: patch_id(self.campaign_id, "campaignId")?,
+                score: self.score,
+                owner_id: patch_id(self.owner_id, "ownerId")?,
+                team_id: patch_id(self.team_id, "teamId")?,
+                stage: self.stage,
+                created_at: self.created_at,
+                first_touch_at: patch(self.first_touch_at),
+            },
+            refs,
+        ))
+    }
+}
+
+/// The opportunity `convertLead` creates.
+#[derive(InputObject)]
+pub struct ConvertLeadOpportunityInput {
+    pub name: String,
+    /// Default: the lead's account.
+    pub account_id: Option<ID>,
+    pub amount: Decimal,
+    /// Default: the deployment currency (the only one accepted).
+    pub currency: Option<String>,
+    pub expected_close_date: Option<NaiveDate>,
+    /// Default: the lead's owner.
+    pub owner_id: Option<ID>,
+    /// Default: PARTNER for partner leads, SALES_DEVELOPMENT for outbound, MARKETING otherwise.
+    pub sourced_by: Option<SourcedBy>,
+}
+
+#[derive(InputObject)]
+pub struct TouchpointInput {
+    pub lead_id: ID,
+    pub campaign_id: ID,
+    /// Default now.
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// The result of `convertLead`.
+#[derive(SimpleObject)]
+pub struct ConvertLeadPayload {
+    pub lead: Lead,
+    pub opportunity: Opportunity,
 }
 
 #[derive(Default)]
 pub struct LeadsMutation;
 
-#[async_graphql::Object]
+#[Object]
 impl LeadsMutation {
-    async fn lead_placeholder(&self) -> bool {
-        false
+    async fn create_lead(&self, ctx: &Context<'_>, input: LeadInput) -> Result<Lead> {
+        let caller = require(ctx, RECORD_WRITERS, "create leads")?;
+        let (fields, refs) = input.into_fields(caller)?;
+        Ok(Lead(
+            service::create_one(db(ctx)?, &Actor::from(caller), fields, refs).await?,
+        ))
+    }
+
+    /// Creates up to 1,000 leads in one transaction: all or none.
+    async fn create_leads(&self, ctx: &Context<'_>, inputs: Vec<LeadInput>) -> Result<Vec<Lead>> {
+        let caller = require(ctx, RECORD_WRITERS, "create leads")?;
+        if inputs.len() > service::MAX_BATCH {
+            return Err(AppError::bad_input(
+                "inputs",
+                format!("at most {} leads per call", service::MAX_BATCH),
+            )
+            .into());
+        }
+        let batch = inputs
+            .into_iter()
+            .map(|i| i.into_fields(caller))
+            .collect::<Result<Vec<_>, _>>()?;
+        let created = service::create_many(db(ctx)?, &Actor::from(caller), batch).await?;
+        Ok(created.into_iter().map(Lead).collect())
+    }
+
+    /// Updates a lead's fields (its stage changes through `changeLeadStage`).
+    async fn update_lead(&self, ctx: &Context<'_>, id: ID, input: LeadInput) -> Result<Lead> {
+        let caller = require(ctx, RECORD_WRITERS, "update leads")?;
+        let (fields, refs) = input.into_fields(caller)?;
+        if fields.stage.is_some() {
+            return Err(
+                AppError::bad_input("stage", "change the stage with changeLeadStage").into(),
+            );
+        }
+        if fields.created_at.is_some() || !refs.is_empty() {
+            return Err(
+                AppError::invalid("createdAt and externalIds are set on create or upsert").into(),
+            );
+        }
+        Ok(Lead(
+            service::update(db(ctx)?, parse_id(&id, "id")?, fields).await?,
+        ))
+    }
+
+    /// Moves a lead to another stage, recording when, who and why.
+    async fn change_lead_stage(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        to: LeadStage,
+        reason: Option<String>,
+        #[graphql(desc = "Backfill: when the change happened (ADMIN and INTEGRATION only)")]
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Lead> {
+        let caller = require(ctx, RECORD_WRITERS, "change lead stages")?;
+        if at.is_some() && !caller.may_backfill() {
+            return Err(AppError::forbidden(
+                "only ADMIN and INTEGRATION callers may backfill `at`",
+            )
+            .into());
+        }
+        let lead = service::change_stage(
+            db(ctx)?,
+            &Actor::from(caller),
+            parse_id(&id, "id")?,
+            to,
+            reason,
+            at,
+        )
+        .await?;
+        Ok(Lead(lead))
+    }
+
+    /// Creates an opportunity from a lead, links them, and moves the lead to
+    /// CONVERTED — in one transaction.
+    async fn convert_lead(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        opportunity: ConvertLeadOpportunityInput,
+        #[graphql(desc = "Backfill: when the conversion happened (ADMIN and INTEGRATION only)")] at: Option<DateTime<Utc>>,
+    ) -> Result<ConvertLeadPayload> {
+        let caller = require(ctx, RECORD_WRITERS, "convert leads")?;
+        if at.is_some() && !caller.may_backfill() {
+            return Err(AppError::forbidden(
+                "only ADMIN and INTEGRATION callers may backfill `at`",
+            )
+            .into());
+        }
+        let db = db(ctx)?;
+        let lead_id = parse_id(&id, "id")?;
+        let lead = service::get(db, lead_id).await?;
+        let deployment = &settings(ctx)?.currency;
+        let currency = check_currency(
+            opportunity.currency.as_deref().unwrap_or(deployment),
+            deployment,
+        )?;
+        let account_id = match &opportunity.account_id {
+            Some(a) => parse_id(a, "accountId")?,
+            None => lead.account_id.ok_or_else(|| {
+                AppError::bad_input("accountId", "the lead has no account: give `accountId`")
+            })?,
+        };
+        let owner_id = match &opportunity.owner_id {
+            Some(o) => Some(parse_id(o, "ownerId")?),
+            None => lead.owner_id,
+        };
+        let sourced_by = opportunity.sourced_by.unwrap_or(match lead.source {
+            Channel::Partner => SourcedBy::Partner,
+            Channel::Outbound => SourcedBy::SalesDevelopment,
+            _ => SourcedBy::Marketing,
+        });
+        let new = NewOpportunity {
+            name: opportunity.name,
+            account_id,
+            lead_id: Some(lead_id),
+            owner_id,
+            amount: money_to_units(opportunity.amount, &currency, "amount")?,
+            currency,
+            expected_close_date: opportunity.expected_close_date,
+            sourced_by,
+            created_at: None,
+        };
+        let (lead, opp) = service::convert(db, &Actor::from(caller), lead_id, new, at).await?;
+        Ok(ConvertLeadPayload {
+            lead: Lead(lead),
+            opportunity: Opportunity(opp),
+        })
+    }
+
+    /// Creates or updates the lead that `externalId` maps to (idempotent).
+    async fn upsert_lead(
+        &self,
+        ctx: &Context<'_>,
+        external_id: ExternalIdInput,
+        input: LeadInput,
+    ) -> Result<Lead> {
+        let caller = require(ctx, RECORD_WRITERS, "upsert leads")?;
+        let key = ExternalRef::normalized(&external_id.system, &external_id.id)?;
+        let (fields, _) = input.into_fields(caller)?;
+        Ok(Lead(
+            service::upsert(db(ctx)?, &Actor::from(caller), key, fields).await?,
+        ))
+    }
+
+    /// Records a marketing touch; the lead's firstTouchAt follows the earliest touch.
+    async fn record_touchpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: TouchpointInput,
+    ) -> Result<Touchpoint> {
+        require(ctx, RECORD_WRITERS, "record touchpoints")?;
+        let tp = service::record_touchpoint(
+            db(ctx)?,
+            parse_id(&input.lead_id, "leadId")?,
+            parse_id(&input.campaign_id, "campaignId")?,
+            input.occurred_at,
+        )
+        .await?;
+        Ok(Touchpoint(tp))
     }
 }

@@ -1,1 +1,437 @@
-//! Placeholder.
+//! Opportunities: deals in the pipeline. Every stage change is recorded;
+//! closed opportunities are final.
+
+use crate::error::{AppError, AppResult};
+use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
+use crate::records::common::{
+    Patch, TimeRange, not_future, now, optional_text, required_text, search_condition,
+};
+use crate::records::external_ids::{self, ExternalRef};
+use crate::records::leads::service::check_change_time;
+use crate::records::stage_changes::{self, Actor, Subject};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::enums::{OpportunityStage, RecordKind, Segment, SourcedBy};
+use entity::opportunity::{self, Entity as Opportunity};
+use entity::{account, lead};
+use sea_orm::sea_query::Query;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, Set, TransactionSession, TransactionTrait,
+};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Default)]
+pub struct OpportunityFilter {
+    pub ids: Vec<Uuid>,
+    pub stages: Vec<OpportunityStage>,
+    pub sourced_by: Vec<SourcedBy>,
+    pub segments: Vec<Segment>,
+    pub account_ids: Vec<Uuid>,
+    pub owner_ids: Vec<Uuid>,
+    pub lead_ids: Vec<Uuid>,
+    pub campaign_ids: Vec<Uuid>,
+    pub created_at: TimeRange,
+    pub closed_at: TimeRange,
+    pub search: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpportunityOrder {
+    CreatedAt,
+    UpdatedAt,
+    Amount,
+    Name,
+}
+
+fn condition(f: &OpportunityFilter) -> Condition {
+    let mut c = Condition::all()
+        .add(f.created_at.condition(opportunity::Column::CreatedAt))
+        .add(f.closed_at.condition(opportunity::Column::ClosedAt));
+    if !f.ids.is_empty() {
+        c = c.add(opportunity::Column::Id.is_in(f.ids.clone()));
+    }
+    if !f.stages.is_empty() {
+        c = c.add(opportunity::Column::Stage.is_in(f.stages.clone()));
+    }
+    if !f.sourced_by.is_empty() {
+        c = c.add(opportunity::Column::SourcedBy.is_in(f.sourced_by.clone()));
+    }
+    if !f.segments.is_empty() {
+        c = c.add(
+            opportunity::Column::AccountId.in_subquery(
+                Query::select()
+                    .column(account::Column::Id)
+                    .from(account::Entity)
+                    .and_where(account::Column::Segment.is_in(f.segments.clone()))
+                    .to_owned(),
+            ),
+        );
+    }
+    if !f.campaign_ids.is_empty() {
+        c = c.add(
+            opportunity::Column::LeadId.in_subquery(
+                Query::select()
+                    .column(lead::Column::Id)
+                    .from(lead::Entity)
+                    .and_where(lead::Column::CampaignId.is_in(f.campaign_ids.clone()))
+                    .to_owned(),
+            ),
+        );
+    }
+    for (col, ids) in [
+        (opportunity::Column::AccountId, &f.account_ids),
+        (opportunity::Column::OwnerId, &f.owner_ids),
+        (opportunity::Column::LeadId, &f.lead_ids),
+    ] {
+        if !ids.is_empty() {
+            c = c.add(col.is_in(ids.clone()));
+        }
+    }
+    if let Some(s) = &f.search {
+        c = c.add(search_condition(&[opportunity::Column::Name], s));
+    }
+    c
+}
+
+fn ordering(order: OpportunityOrder, descending: bool) -> Ordering<Opportunity> {
+    let (name, column, key): (_, _, KeyFn<opportunity::Model>) = match order {
+        OpportunityOrder::CreatedAt => ("createdAt", opportunity::Column::CreatedAt, |m| {
+            (SortKey::Time(m.created_at), m.id)
+        }),
+        OpportunityOrder::UpdatedAt => ("updatedAt", opportunity::Column::UpdatedAt, |m| {
+            (SortKey::Time(m.updated_at), m.id)
+        }),
+        OpportunityOrder::Amount => ("amount", opportunity::Column::Amount, |m| {
+            (SortKey::Int(m.amount), m.id)
+        }),
+        OpportunityOrder::Name => ("name", opportunity::Column::Name, |m| {
+            (SortKey::Text(m.name.clone()), m.id)
+        }),
+    };
+    Ordering {
+        name,
+        column,
+        id: opportunity::Column::Id,
+        descending,
+        key,
+    }
+}
+
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &OpportunityFilter,
+    order: OpportunityOrder,
+    descending: bool,
+    page: &PageRequest,
+) -> AppResult<Page<opportunity::Model>> {
+    paginate(
+        db,
+        Opportunity::find().filter(condition(filter)),
+        &ordering(order, descending),
+        page,
+    )
+    .await
+}
+
+pub async fn count(db: &impl ConnectionTrait, filter: &OpportunityFilter) -> AppResult<u64> {
+    Ok(Opportunity::find()
+        .filter(condition(filter))
+        .count(db)
+        .await?)
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> AppResult<opportunity::Model> {
+    Opportunity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("opportunity"))
+}
+
+/// A new opportunity (amount in storage units, currency already checked).
+#[derive(Debug, Clone)]
+pub struct NewOpportunity {
+    pub name: String,
+    pub account_id: Uuid,
+    pub lead_id: Option<Uuid>,
+    pub owner_id: Option<Uuid>,
+    pub amount: i64,
+    pub currency: String,
+    pub expected_close_date: Option<NaiveDate>,
+    pub sourced_by: SourcedBy,
+    /// Backfill (ADMIN and INTEGRATION only; the resolver checks the role).
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+async fn check_refs(
+    db: &impl ConnectionTrait,
+    account_id: Option<Uuid>,
+    owner_id: Option<Uuid>,
+    lead_id: Option<Uuid>,
+) -> AppResult<()> {
+    if let Some(id) = account_id {
+        crate::records::accounts::service::get(db, id).await?;
+    }
+    if let Some(id) = owner_id {
+        crate::records::users::service::get(db, id)
+            .await
+            .map_err(|_| AppError::not_found("owner"))?;
+    }
+    if let Some(id) = lead_id {
+        crate::records::leads::service::get(db, id).await?;
+    }
+    Ok(())
+}
+
+/// Inserts an opportunity at DISCOVERY with its first stage change. Runs in
+/// the caller's transaction when `db` is one.
+pub async fn create_in_txn(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    input: NewOpportunity,
+) -> AppResult<opportunity::Model> {
+    check_refs(db, Some(input.account_id), input.owner_id, input.lead_id).await?;
+    let at = match input.created_at {
+        Some(t) => not_future(t, "createdAt")?,
+        None => now(),
+    };
+    if input.amount < 0 {
+        return Err(AppError::bad_input(
+            "amount",
+            "`amount` must not be negative",
+        ));
+    }
+    let created = opportunity::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(required_text(&input.name, "name")?),
+        account_id: Set(input.account_id),
+        lead_id: Set(input.lead_id),
+        owner_id: Set(input.owner_id),
+        stage: Set(OpportunityStage::Discovery),
+        amount: Set(input.amount),
+        currency: Set(input.currency),
+        expected_close_date: Set(input.expected_close_date),
+        closed_at: Set(None),
+        lost_reason: Set(None),
+        sourced_by: Set(input.sourced_by),
+        created_by: Set(actor.subject.clone()),
+        created_at: Set(at),
+        updated_at: Set(at),
+    }
+    .insert(db)
+    .await?;
+    stage_changes::record(
+        db,
+        Subject::Opportunity(created.id),
+        None,
+        OpportunityStage::Discovery.as_str(),
+        at,
+        actor,
+        None,
+    )
+    .await?;
+    Ok(created)
+}
+
+/// A stage to reach right after creation (imports of open or closed deals).
+#[derive(Debug, Clone, Default)]
+pub struct InitialStage {
+    pub stage: Option<OpportunityStage>,
+    pub lost_reason: Option<String>,
+    /// When the deal closed (backfill) — only with a closed stage.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// Creates an opportunity, moves it to its initial stage and links its
+/// external ids, all or nothing.
+pub async fn create<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    input: NewOpportunity,
+    initial: InitialStage,
+    refs: Vec<ExternalRef>,
+) -> AppResult<opportunity::Model> {
+    let txn = db.begin().await?;
+    let mut created = create_in_txn(&txn, actor, input).await?;
+    if let Some(stage) = initial.stage
+        && stage != created.stage
+    {
+        let at = initial.closed_at.filter(|_| stage.is_closed());
+        created = change_stage(
+            &txn,
+            actor,
+            created.id,
+            stage,
+            initial.lost_reason,
+            None,
+            at,
+        )
+        .await?;
+    } else if initial.closed_at.is_some() {
+        return Err(AppError::bad_input(
+            "closedAt",
+            "`closedAt` goes with a closed stage",
+        ));
+    }
+    for key in &refs {
+        external_ids::link(&txn, RecordKind::Opportunity, key, created.id).await?;
+    }
+    txn.commit().await?;
+    Ok(created)
+}
+
+/// Changes to an opportunity's fields (not its stage).
+#[derive(Debug, Clone, Default)]
+pub struct OpportunityPatch {
+    pub name: Option<String>,
+    pub account_id: Option<Uuid>,
+    pub owner_id: Patch<Uuid>,
+    pub amount: Option<i64>,
+    pub expected_close_date: Patch<NaiveDate>,
+    pub sourced_by: Option<SourcedBy>,
+}
+
+pub async fn update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    patch: OpportunityPatch,
+) -> AppResult<opportunity::Model> {
+    check_refs(db, patch.account_id, patch.owner_id.flatten(), None).await?;
+    let mut am = get(db, id).await?.into_active_model();
+    if let Some(name) = patch.name {
+        am.name = Set(required_text(&name, "name")?);
+    }
+    if let Some(a) = patch.account_id {
+        am.account_id = Set(a);
+    }
+    if let Some(o) = patch.owner_id {
+        am.owner_id = Set(o);
+    }
+    if let Some(amount) = patch.amount {
+        if amount < 0 {
+            return Err(AppError::bad_input(
+                "amount",
+                "`amount` must not be negative",
+            ));
+        }
+        am.amount = Set(amount);
+    }
+    if let Some(d) = patch.expected_close_date {
+        am.expected_close_date = Set(d);
+    }
+    if let Some(s) = patch.sourced_by {
+        am.sourced_by = Set(s);
+    }
+    am.updated_at = Set(now());
+    Ok(am.update(db).await?)
+}
+
+/// Moves an opportunity to `to`. Closed ones are final; CLOSED_LOST needs a
+/// lost reason; closing sets `closedAt` (the backfilled `at`, or now).
+pub async fn change_stage(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    id: Uuid,
+    to: OpportunityStage,
+    lost_reason: Option<String>,
+    reason: Option<String>,
+    at: Option<DateTime<Utc>>,
+) -> AppResult<opportunity::Model> {
+    let current = get(db, id).await?;
+    if current.stage.is_closed() {
+        return Err(AppError::conflict(
+            Some("stage"),
+            "a closed opportunity cannot change stage",
+        ));
+    }
+    if to == current.stage {
+        return Err(AppError::bad_input(
+            "to",
+            format!("the opportunity is already {}", to.as_str()),
+        ));
+    }
+    let lost_reason = optional_text(lost_reason, "lostReason")?;
+    if to == OpportunityStage::ClosedLost && lost_reason.is_none() {
+        return Err(AppError::bad_input(
+            "lostReason",
+            "CLOSED_LOST needs a `lostReason`",
+        ));
+    }
+    let at = check_change_time(db, Subject::Opportunity(id), current.created_at, at).await?;
+    let from = current.stage;
+    let mut am = current.into_active_model();
+    am.stage = Set(to);
+    if to.is_closed() {
+        am.closed_at = Set(Some(at));
+    }
+    if to == OpportunityStage::ClosedLost {
+        am.lost_reason = Set(lost_reason);
+    }
+    am.updated_at = Set(now());
+    let updated = am.update(db).await?;
+    stage_changes::record(
+        db,
+        Subject::Opportunity(id),
+        Some(from.as_str()),
+        to.as_str(),
+        at,
+        actor,
+        optional_text(reason, "reason")?,
+    )
+    .await?;
+    Ok(updated)
+}
+
+/// Creates or updates the opportunity `key` maps to (idempotent). A
+/// differing stage is recorded as a stage change.
+pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    key: ExternalRef,
+    input: NewOpportunity,
+    initial: InitialStage,
+) -> AppResult<opportunity::Model> {
+    let txn = db.begin().await?;
+    let model = match external_ids::lookup(&txn, RecordKind::Opportunity, &key).await? {
+        Some(id) => {
+            let patch = OpportunityPatch {
+                name: Some(input.name),
+                account_id: Some(input.account_id),
+                owner_id: input.owner_id.map(Some),
+                amount: Some(input.amount),
+                expected_close_date: input.expected_close_date.map(Some),
+                sourced_by: Some(input.sourced_by),
+            };
+            let mut updated = update(&txn, id, patch).await?;
+            if let Some(to) = initial.stage
+                && to != updated.stage
+            {
+                let at = initial.closed_at.filter(|_| to.is_closed());
+                updated = change_stage(
+                    &txn,
+                    actor,
+                    id,
+                    to,
+                    initial.lost_reason,
+                    Some("synced".into()),
+                    at,
+                )
+                .await?;
+            }
+            updated
+        }
+        None => {
+            let mut created = create_in_txn(&txn, actor, input).await?;
+            if let Some(to) = initial.stage
+                && to != created.stage
+            {
+                let at = initial.closed_at.filter(|_| to.is_closed());
+                created = change_stage(&txn, actor, created.id, to, initial.lost_reason, None, at)
+                    .await?;
+            }
+            external_ids::link(&txn, RecordKind::Opportunity, &key, created.id).await?;
+            created
+        }
+    };
+    txn.commit().await?;
+    Ok(model)
+}
