@@ -7,3 +7,4 @@ mod harness;
 mod accounts;
 mod auth;
 mod http;
+mod leads;

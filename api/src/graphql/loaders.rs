@@ -2,7 +2,7 @@
 //! number of SQL statements a request issues does not grow with page size.
 
 use crate::error::AppError;
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use sea_orm::sea_query::ValueType;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, Iden, Iterable,
@@ -196,8 +196,9 @@ pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: 
     fn dl<L: Loader<K>, K: Send + Sync + std::hash::Hash + Eq + Clone + 'static>(
         loader: L,
         delay: Duration,
-    ) -> DataLoader<L> {
-        DataLoader::new(loader, tokio::spawn).delay(delay)
+    ) -> DataLoader<L, HashMapCache> {
+        // Request-scoped cache: a key loaded (or primed) once is not loaded again.
+        DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default()).delay(delay)
     }
     use entity::{lead, opportunity, stage_change, touchpoint};
     data.insert(dl::<TeamById, _>(ById(db.clone(), PhantomData), delay));

@@ -105,7 +105,7 @@ where
     L: ChildLoader<V>,
 {
     let loader = ctx
-        .data_opt::<async_graphql::dataloader::DataLoader<L>>()
+        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
         .ok_or_else(|| AppError::Internal("loader missing".into()))?;
     Ok(loader.load_one(key).await?.unwrap_or_default())
 }
@@ -140,6 +140,34 @@ where
     type Key = loaders::Capped;
 }
 
+/// Loads the keys of a whole page in one batch, so that each node's field
+/// is then answered from the request's loader cache. Without it, the
+/// DataLoader's batching window may split a large page into several batches.
+pub async fn prime<L, K>(
+    ctx: &Context<'_>,
+    keys: impl IntoIterator<Item = K>,
+) -> async_graphql::Result<()>
+where
+    L: async_graphql::dataloader::Loader<K, Error = loaders::LoadError>,
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+{
+    let loader = ctx
+        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
+        .ok_or_else(|| AppError::Internal("loader missing".into()))?;
+    let keys: std::collections::HashSet<K> = keys.into_iter().collect();
+    if !keys.is_empty() {
+        loader.load_many(keys).await?;
+    }
+    Ok(())
+}
+
+/// Which fields a connection's nodes select (`nodes { … }` or `edges { node { … } }`).
+pub fn node_selects(ctx: &Context<'_>, field: &str) -> bool {
+    let look = ctx.look_ahead();
+    look.field("nodes").field(field).exists()
+        || look.field("edges").field("node").field(field).exists()
+}
+
 /// Loads one record through a DataLoader.
 pub async fn load_one<L>(
     ctx: &Context<'_>,
@@ -150,7 +178,7 @@ where
 {
     let Some(id) = id else { return Ok(None) };
     let loader = ctx
-        .data_opt::<async_graphql::dataloader::DataLoader<L>>()
+        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
         .ok_or_else(|| AppError::Internal("loader missing".into()))?;
     Ok(loader.load_one(id).await?)
 }

@@ -5,7 +5,9 @@ use crate::graphql::connection::{Conn, connection};
 use crate::graphql::loaders::{
     Capped, ExternalIdsOf, LeadsOfAccount, OpportunitiesOfAccount, UserById,
 };
-use crate::graphql::{db, load_children, load_one, parse_id, parse_ids, require, settings};
+use crate::graphql::{
+    db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
+};
 use crate::pagination::PageRequest;
 use crate::records::common::{money_to_units, units_to_money};
 use crate::records::external_ids::ExternalRef;
@@ -199,6 +201,9 @@ impl AccountsQuery {
             },
         )
         .await?;
+        if node_selects(ctx, "owner") {
+            prime::<UserById, _>(ctx, page.items.iter().filter_map(|(_, a)| a.owner_id)).await?;
+        }
         Ok(connection(
             page,
             move || {

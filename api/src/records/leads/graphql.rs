@@ -6,7 +6,10 @@ use crate::graphql::loaders::{
     AccountById, CampaignById, ExternalIdsOf, LeadById, OpportunityById, StageHistoryOfLead,
     TeamById, TouchpointsOfLead, UserById,
 };
-use crate::graphql::{caller, db, load_children, load_one, parse_id, parse_ids, require, settings};
+use crate::graphql::{
+    caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require,
+    settings,
+};
 use crate::pagination::PageRequest;
 use crate::records::accounts::graphql::Account;
 use crate::records::campaigns::graphql::Campaign;
@@ -186,6 +189,39 @@ impl StageChange {
     }
 }
 
+/// Loads the relations a page of leads selects, one batch each.
+async fn prime_leads<'a>(
+    ctx: &Context<'_>,
+    leads: impl Iterator<Item = &'a lead::Model> + Clone,
+) -> Result<()> {
+    if node_selects(ctx, "account") {
+        prime::<AccountById, _>(ctx, leads.clone().filter_map(|l| l.account_id)).await?;
+    }
+    if node_selects(ctx, "owner") {
+        prime::<UserById, _>(ctx, leads.clone().filter_map(|l| l.owner_id)).await?;
+    }
+    if node_selects(ctx, "team") {
+        prime::<TeamById, _>(ctx, leads.clone().filter_map(|l| l.team_id)).await?;
+    }
+    if node_selects(ctx, "campaign") {
+        prime::<CampaignById, _>(ctx, leads.clone().filter_map(|l| l.campaign_id)).await?;
+    }
+    if node_selects(ctx, "convertedOpportunity") {
+        prime::<OpportunityById, _>(
+            ctx,
+            leads.clone().filter_map(|l| l.converted_opportunity_id),
+        )
+        .await?;
+    }
+    if node_selects(ctx, "stageHistory") {
+        prime::<StageHistoryOfLead, _>(ctx, leads.clone().map(|l| l.id)).await?;
+    }
+    if node_selects(ctx, "touchpoints") {
+        prime::<TouchpointsOfLead, _>(ctx, leads.clone().map(|l| l.id)).await?;
+    }
+    Ok(())
+}
+
 #[derive(InputObject, Default)]
 pub struct LeadFilterInput {
     pub id: Option<Vec<ID>>,
@@ -280,6 +316,7 @@ impl LeadsQuery {
             },
         )
         .await?;
+        prime_leads(ctx, page.items.iter().map(|(_, m)| m)).await?;
         Ok(connection(
             page,
             move || {

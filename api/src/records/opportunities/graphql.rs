@@ -7,7 +7,9 @@ use crate::graphql::connection::{Conn, connection};
 use crate::graphql::loaders::{
     AccountById, ExternalIdsOf, LeadById, StageHistoryOfOpportunity, UserById,
 };
-use crate::graphql::{db, load_children, load_one, parse_id, parse_ids, require, settings};
+use crate::graphql::{
+    db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
+};
 use crate::pagination::PageRequest;
 use crate::records::accounts::graphql::Account;
 use crate::records::common::{check_currency, money_to_units, units_to_money};
@@ -192,6 +194,19 @@ impl OpportunitiesQuery {
             },
         )
         .await?;
+        let opps = page.items.iter().map(|(_, m)| m);
+        if node_selects(ctx, "account") {
+            prime::<AccountById, _>(ctx, opps.clone().map(|o| o.account_id)).await?;
+        }
+        if node_selects(ctx, "lead") {
+            prime::<LeadById, _>(ctx, opps.clone().filter_map(|o| o.lead_id)).await?;
+        }
+        if node_selects(ctx, "owner") {
+            prime::<UserById, _>(ctx, opps.clone().filter_map(|o| o.owner_id)).await?;
+        }
+        if node_selects(ctx, "stageHistory") {
+            prime::<StageHistoryOfOpportunity, _>(ctx, opps.clone().map(|o| o.id)).await?;
+        }
         Ok(connection(
             page,
             move || {
