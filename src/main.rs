@@ -149,8 +149,19 @@ async fn main() -> anyhow::Result<()> {
             let db = api::db::connect(config.database_url(), Default::default()).await?;
             api::db::migrate(&db).await?;
             let started = std::time::Instant::now();
-            let _ = (leads, seed, db);
-            eprintln!("seeded in {:.1}s", started.elapsed().as_secs_f64());
+            let report = api::seed::seed(
+                &db,
+                &api::seed::SeedOptions {
+                    leads,
+                    seed,
+                    progress: true,
+                },
+            )
+            .await?;
+            eprintln!(
+                "seeded in {:.1}s: {report:?}",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
     }
@@ -169,7 +180,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bind = config.bind.clone();
     let demo = config.demo && config.database_url().starts_with("sqlite:");
     let app = App::build(config).await?;
-    let _ = demo;
+    if demo && api::seed::is_empty(&app.state.db).await? {
+        tracing::info!("fresh embedded database: seeding demo data");
+        let report = api::seed::demo(&app.state.db).await?;
+        tracing::info!(
+            leads = report.leads,
+            opportunities = report.opportunities,
+            "demo data ready"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
@@ -179,7 +198,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if embedded && app.state.keys.generated_secret {
         let token = app.state.keys.issue(
             Role::Admin,
-            "admin@lockstep.example",
+            api::seed::DEMO_ADMIN_EMAIL,
             Duration::from_secs(8 * 3600),
             None,
         )?;

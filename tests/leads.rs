@@ -296,16 +296,13 @@ db_test!(upserts_and_touchpoints, |app| async move {
     assert_eq!(data(&campaign)["createCampaign"]["cost"], "1200.00");
     let cid = data(&campaign)["createCampaign"]["id"].clone();
     let lid = data(&a)["upsertLead"]["id"].clone();
-    let touch = "mutation($l: ID!, $c: ID!, $at: DateTime) { recordTouchpoint(input: {leadId: $l, campaignId: $c, occurredAt: $at}) { lead { firstTouchAt touchpoints { campaign { name } } } } }";
-    let late = app
-        .admin(
+    let touch = "mutation($l: ID!, $c: ID!, $at: DateTime) { recordTouchpoint(input: {leadId: $l, campaignId: $c, occurredAt: $at}) { lead { touchpoints { occurredAt campaign { name } } } } }";
+    data(
+        &app.admin(
             touch,
             json!({"l": lid, "c": cid, "at": "2025-06-02T00:00:00Z"}),
         )
-        .await;
-    assert_eq!(
-        data(&late)["recordTouchpoint"]["lead"]["firstTouchAt"],
-        "2025-06-02T00:00:00+00:00"
+        .await,
     );
     let early = app
         .admin(
@@ -313,9 +310,28 @@ db_test!(upserts_and_touchpoints, |app| async move {
             json!({"l": lid, "c": cid, "at": "2025-05-01T00:00:00Z"}),
         )
         .await;
-    let l = &data(&early)["recordTouchpoint"]["lead"];
-    assert_eq!(l["firstTouchAt"], "2025-05-01T00:00:00+00:00");
-    assert_eq!(l["touchpoints"].as_array().unwrap().len(), 2);
+    let t = &data(&early)["recordTouchpoint"]["lead"]["touchpoints"];
+    assert_eq!(
+        t[0]["occurredAt"], "2025-05-01T00:00:00+00:00",
+        "oldest first: {t}"
+    );
+    assert_eq!(t[1]["campaign"]["name"], "Webinar");
+    let future = app
+        .admin(
+            touch,
+            json!({"l": lid, "c": cid, "at": "2999-05-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(error_code(&future), Some("BAD_USER_INPUT"));
+    // A rep records when they first reached the lead (speed to lead).
+    let token = member(app).await;
+    let resp = app
+        .gql(&token, "mutation($id: ID!) { updateLead(id: $id, input: {firstTouchAt: \"2025-06-03T08:00:00Z\"}) { firstTouchAt } }", json!({"id": lid}))
+        .await;
+    assert_eq!(
+        data(&resp)["updateLead"]["firstTouchAt"],
+        "2025-06-03T08:00:00+00:00"
+    );
 });
 
 db_test!(lists_filter_and_paginate, |app| async move {

@@ -9,6 +9,7 @@ pub mod graphql;
 pub mod http;
 pub mod pagination;
 pub mod records;
+pub mod seed;
 
 pub use config::Config;
 pub use http::App;

@@ -349,7 +349,7 @@ pub struct LeadInput {
     pub stage: Option<LeadStage>,
     /// Backfill: when the lead was created in the source system (ADMIN and INTEGRATION only).
     pub created_at: Option<DateTime<Utc>>,
-    /// Backfill: the first marketing touch (ADMIN and INTEGRATION only).
+    /// When sales first reached out to the lead (speed to lead); not in the future.
     pub first_touch_at: MaybeUndefined<DateTime<Utc>>,
     /// External ids to link to the new lead.
     pub external_ids: Option<Vec<ExternalIdInput>>,
@@ -357,10 +357,9 @@ pub struct LeadInput {
 
 impl LeadInput {
     fn into_fields(self, caller: &Caller) -> Result<(LeadFields, Vec<ExternalRef>), AppError> {
-        let backfill = self.created_at.is_some() || !self.first_touch_at.is_undefined();
-        if backfill && !caller.may_backfill() {
+        if self.created_at.is_some() && !caller.may_backfill() {
             return Err(AppError::forbidden(
-                "only ADMIN and INTEGRATION callers may set createdAt or firstTouchAt",
+                "only ADMIN and INTEGRATION callers may set createdAt",
             ));
         }
         let refs = self
@@ -573,7 +572,7 @@ impl LeadsMutation {
         ))
     }
 
-    /// Records a marketing touch; the lead's firstTouchAt follows the earliest touch.
+    /// Records a marketing touch of a lead by a campaign (read by attribution).
     async fn record_touchpoint(
         &self,
         ctx: &Context<'_>,

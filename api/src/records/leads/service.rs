@@ -523,20 +523,20 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
     Ok(model)
 }
 
-/// Records a marketing touch; the lead's `firstTouchAt` moves to the earliest touch.
+/// Records a marketing touch of a lead by a campaign (attribution reads these).
 pub async fn record_touchpoint(
     db: &impl ConnectionTrait,
     lead_id: Uuid,
     campaign_id: Uuid,
     occurred_at: Option<DateTime<Utc>>,
 ) -> AppResult<touchpoint::Model> {
-    let lead = get(db, lead_id).await?;
+    get(db, lead_id).await?;
     crate::records::campaigns::service::get(db, campaign_id).await?;
     let at = match occurred_at {
         Some(t) => not_future(t, "occurredAt")?,
         None => now(),
     };
-    let tp = touchpoint::ActiveModel {
+    Ok(touchpoint::ActiveModel {
         id: Set(Uuid::now_v7()),
         lead_id: Set(lead_id),
         campaign_id: Set(campaign_id),
@@ -544,14 +544,7 @@ pub async fn record_touchpoint(
         created_at: Set(now()),
     }
     .insert(db)
-    .await?;
-    if lead.first_touch_at.is_none_or(|t| t > at) {
-        let mut am = lead.into_active_model();
-        am.first_touch_at = Set(Some(at));
-        am.updated_at = Set(now());
-        am.update(db).await?;
-    }
-    Ok(tp)
+    .await?)
 }
 
 /// Touchpoints of a lead, oldest first.
