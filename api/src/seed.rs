@@ -205,8 +205,8 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
                 email: Set(format!("{slug}.{i}@lockstep.example")),
                 name: Set(format!(
                     "{} {}",
-                    capitalize(g.pick(FIRST)),
-                    capitalize(g.pick(LAST))
+                    capitalize(g.pick::<&str>(FIRST)),
+                    capitalize(g.pick::<&str>(LAST))
                 )),
                 team_id: Set(Some(team_id)),
                 role: Set(role),
