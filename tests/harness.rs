@@ -79,6 +79,11 @@ impl TestApp {
 
     /// Spawns with a configuration tweak (limits, keys, …).
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        // Server logs (internal errors included) show in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn,lockstep_api=info")
+            .with_test_writer()
+            .try_init();
         let mut config = Config {
             jwt_secret: Some(Secret(SECRET.to_owned())),
             demo: false,

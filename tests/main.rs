@@ -8,3 +8,4 @@ mod accounts;
 mod auth;
 mod http;
 mod leads;
+mod metrics;

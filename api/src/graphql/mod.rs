@@ -22,6 +22,7 @@ pub struct Query(
     records::campaigns::graphql::CampaignsQuery,
     records::leads::graphql::LeadsQuery,
     records::opportunities::graphql::OpportunitiesQuery,
+    crate::metrics::graphql::MetricsQuery,
 );
 
 #[derive(MergedObject, Default)]

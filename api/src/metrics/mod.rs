@@ -1,0 +1,9 @@
+//! The shared revenue metrics of `../shared/DOMAIN.md`, computed by the
+//! database in SQL (one or two statements a metric). `service` knows SQL and
+//! SeaORM, `graphql` the GraphQL types.
+
+pub mod graphql;
+pub mod service;
+mod sql;
+
+pub use service::*;
