@@ -9,3 +9,5 @@ mod auth;
 mod http;
 mod leads;
 mod metrics;
+mod opportunities;
+mod seed;
