@@ -6,6 +6,7 @@ mod harness;
 
 mod accounts;
 mod auth;
+mod cli;
 mod http;
 mod leads;
 mod metrics;
