@@ -591,3 +591,49 @@ db_test!(
         );
     }
 );
+
+/// The BI views (PostgreSQL) give the same numbers as GraphQL for a period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bi_views_match_graphql_on_postgres() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    dataset(&app).await;
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.db();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT CAST(SUM(leads) AS BIGINT) AS l, CAST(SUM(reached_mql) AS BIGINT) AS m, CAST(SUM(reached_sal) AS BIGINT) AS sa, \
+             CAST(SUM(reached_sql) AS BIGINT) AS sq, CAST(SUM(reached_opportunity) AS BIGINT) AS o, CAST(SUM(reached_won) AS BIGINT) AS w \
+             FROM bi_funnel_daily WHERE day >= '2026-01-01' AND day < '2026-02-01'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let views: Vec<i64> = ["l", "m", "sa", "sq", "o", "w"]
+        .iter()
+        .map(|c| row.try_get::<i64>("", c).unwrap())
+        .collect();
+    let m = metrics(&app, &app.admin_token(), "funnel { stages { reached } }").await;
+    let graphql: Vec<i64> = m["funnel"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reached"].as_i64().unwrap())
+        .collect();
+    assert_eq!(views, graphql);
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT CAST(SUM(won_revenue) AS TEXT) AS r, CAST(SUM(leads) AS BIGINT) AS l FROM bi_closed_loop WHERE day >= '2026-01-01' AND day < '2026-02-01' AND source = 'WEB'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let revenue: rust_decimal::Decimal = row.try_get::<String>("", "r").unwrap().parse().unwrap();
+    assert_eq!(revenue, rust_decimal::Decimal::new(1000, 0));
+    assert_eq!(row.try_get::<i64>("", "l").unwrap(), 3);
+    app.cleanup().await;
+}

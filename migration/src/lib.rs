@@ -4,12 +4,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_records;
+mod m20261124_000002_bi_views;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_records::Migration)]
+        vec![
+            Box::new(m20261124_000001_create_records::Migration),
+            Box::new(m20261124_000002_bi_views::Migration),
+        ]
     }
 }
