@@ -60,6 +60,17 @@ enum Command {
         #[arg(long)]
         team: Option<String>,
     },
+    /// Benchmark the metrics through HTTP against plain SQL (seeds first if needed).
+    Bench {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        leads: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 20)]
+        requests: usize,
+    },
     /// Fill the database with deterministic demo data of any size.
     Seed {
         #[arg(long, default_value_t = 10_000)]
@@ -137,6 +148,24 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::load()?;
             let keys = JwtKeys::from_config(&config)?;
             println!("{}", keys.issue(role, &sub, ttl, team)?);
+            Ok(())
+        }
+        Command::Bench {
+            database_url,
+            leads,
+            seed,
+            requests,
+        } => {
+            init_tracing();
+            let report = api::bench::run(api::bench::BenchOptions {
+                database_url,
+                leads,
+                seed,
+                requests,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", report.markdown());
             Ok(())
         }
         Command::Seed {

@@ -2,6 +2,7 @@
 //! the HTTP surface. `App::build` turns a `Config` into a ready router.
 
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod db;
 pub mod error;
