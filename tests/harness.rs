@@ -87,6 +87,8 @@ impl TestApp {
         let mut config = Config {
             jwt_secret: Some(Secret(SECRET.to_owned())),
             demo: false,
+            // Tests that write rows directly must not read a stale metric (the cache has its own tests).
+            metrics_cache_secs: 0,
             ..Config::default()
         };
         let mut dir = None;

@@ -6,9 +6,11 @@ mod harness;
 
 mod accounts;
 mod auth;
+mod cache;
 mod cli;
 mod http;
 mod leads;
 mod metrics;
 mod opportunities;
+mod reference;
 mod seed;

@@ -102,6 +102,17 @@ impl Data<'_> {
             .copied()
             .find(|x| x.as_str() == stage)
             .unwrap();
+        // First entry into MQL, SAL, SQL, CONVERTED or a later main-path stage.
+        let entry = |min_rank: u8| {
+            history
+                .iter()
+                .find(|(s, _)| {
+                    LeadStage::ALL
+                        .iter()
+                        .any(|x| x.as_str() == *s && x.rank().unwrap_or(0) >= min_rank)
+                })
+                .map(|(_, at)| *at)
+        };
         entity::lead::Entity::insert(entity::lead::ActiveModel {
             id: Set(id),
             email: Set(format!("{id}@x.io")),
@@ -118,6 +129,10 @@ impl Data<'_> {
             team_id: Set(None),
             converted_opportunity_id: Set(opp),
             first_touch_at: Set(first_touch_hours.map(|h| created + chrono::Duration::hours(h))),
+            mql_at: Set(entry(2)),
+            sal_at: Set(entry(3)),
+            sql_at: Set(entry(4)),
+            converted_at: Set(entry(5)),
             created_by: Set("t".into()),
             created_at: Set(created),
             updated_at: Set(created),

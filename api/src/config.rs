@@ -52,6 +52,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Metric cache window in seconds (0 disables the cache).
     pub metrics_cache_secs: u64,
+    /// How long a DataLoader waits to batch keys, in microseconds.
+    pub loader_delay_us: u64,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             currency: "USD".to_owned(),
             cors_origins: Vec::new(),
             metrics_cache_secs: 30,
+            loader_delay_us: 1_000,
         }
     }
 }

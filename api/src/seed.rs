@@ -452,6 +452,20 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
                     &mut changes,
                 ));
             }
+            // First entries of MQL, SAL, SQL, CONVERTED (or a later main-path stage).
+            let mut entry: [Option<DateTime<Utc>>; 4] = [None; 4];
+            for (_, to, at) in &history {
+                let rank = LeadStage::ALL
+                    .iter()
+                    .find(|s| s.as_str() == *to)
+                    .and_then(|s| s.rank())
+                    .unwrap_or(0);
+                for (k, e) in entry.iter_mut().enumerate() {
+                    if rank >= k as u8 + 2 && e.is_none() {
+                        *e = Some(*at);
+                    }
+                }
+            }
             for (from, to, at) in history {
                 changes.push(stage_change::ActiveModel {
                     id: Set(g.id()),
@@ -505,6 +519,10 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
                 team_id: Set(Some(team)),
                 converted_opportunity_id: Set(converted_opportunity_id),
                 first_touch_at: Set(first_touch_at),
+                mql_at: Set(entry[0]),
+                sal_at: Set(entry[1]),
+                sql_at: Set(entry[2]),
+                converted_at: Set(entry[3]),
                 created_by: Set("seed".into()),
                 created_at: Set(created_at),
                 updated_at: Set(created_at),
@@ -547,6 +565,7 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
     if let Some(b) = bar {
         b.finish();
     }
+    crate::metrics::cache::bump(db).await?;
     Ok(report)
 }
 

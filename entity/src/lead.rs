@@ -22,6 +22,15 @@ pub struct Model {
     pub team_id: Option<Uuid>,
     pub converted_opportunity_id: Option<Uuid>,
     pub first_touch_at: Option<DateTimeUtc>,
+    /// First time the lead reached MQL or a later main-path stage (kept by
+    /// the leads service from the stage history; metrics read it).
+    pub mql_at: Option<DateTimeUtc>,
+    /// First time the lead reached SAL or later.
+    pub sal_at: Option<DateTimeUtc>,
+    /// First time the lead reached SQL or later.
+    pub sql_at: Option<DateTimeUtc>,
+    /// When the lead was converted.
+    pub converted_at: Option<DateTimeUtc>,
     /// Subject of the caller that created the record.
     pub created_by: String,
     pub created_at: DateTimeUtc,

@@ -5,6 +5,8 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_records;
 mod m20261124_000002_bi_views;
+mod m20261124_000003_lead_stage_times;
+mod m20261126_000004_data_version;
 
 pub struct Migrator;
 
@@ -14,6 +16,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_records::Migration),
             Box::new(m20261124_000002_bi_views::Migration),
+            Box::new(m20261124_000003_lead_stage_times::Migration),
+            Box::new(m20261126_000004_data_version::Migration),
         ]
     }
 }

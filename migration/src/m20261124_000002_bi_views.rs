@@ -8,7 +8,7 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const VIEWS: &[(&str, &str, &str)] = &[
+pub(crate) const VIEWS: &[(&str, &str, &str)] = &[
     (
         "bi_leads",
         "One row per lead: where it came from and when it first reached each funnel stage (a skipped stage counts as reached when a later one is). No personal data.",

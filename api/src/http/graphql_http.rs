@@ -5,6 +5,7 @@
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, ErrorCode};
+use crate::metrics::cache::{self, MetricsCache};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{ErrorExtensionValues, Request, ServerError, Value, Variables};
 use axum::body::Bytes;
@@ -272,6 +273,38 @@ async fn execute(
         return Err(res);
     }
     let operation_name = params.operation_name.clone();
+    let operation = selected_operation(&doc, operation_name.as_deref());
+    // A dashboard's repeated metric query: served from the cache while no write intervened.
+    let mut cache_key = None;
+    if state.metrics_cache.enabled() && cache::metrics_only(&doc, operation_name.as_deref()) {
+        match cache::data_version(&state.db).await {
+            Ok(version) => {
+                let key = MetricsCache::key(
+                    caller.role,
+                    version,
+                    &params.query,
+                    operation_name.as_deref(),
+                    params.variables.as_ref(),
+                );
+                if let Some(body) = state.metrics_cache.get(&key) {
+                    tracing::info!(
+                        operation = operation_name.as_deref().unwrap_or("-"),
+                        subject = %caller.subject,
+                        role = %caller.role.as_str(),
+                        cache = "hit",
+                        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "graphql"
+                    );
+                    return Ok(Executed {
+                        body: (*body).clone(),
+                        request_error: false,
+                    });
+                }
+                cache_key = Some(key);
+            }
+            Err(e) => tracing::warn!(error = %e, "metric cache skipped: data version unreadable"),
+        }
+    }
     let mut request = Request::new(params.query);
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
@@ -287,8 +320,17 @@ async fn execute(
         }
     }
     request = request.data(caller.clone());
-    crate::graphql::loaders::register(&mut request.data, &state.db, loader_delay());
+    crate::graphql::loaders::register(
+        &mut request.data,
+        &state.db,
+        Duration::from_micros(state.config.loader_delay_us),
+    );
     let response = state.schema.execute(request).await;
+    if operation == Some(OperationType::Mutation)
+        && let Err(e) = cache::bump(&state.db).await
+    {
+        tracing::error!(error = %e, "could not bump the data version after a mutation");
+    }
 
     let request_error = response.data == Value::Null
         && !response.errors.is_empty()
@@ -313,6 +355,12 @@ async fn execute(
             .collect();
         body.insert("extensions".into(), Json::Object(ext));
     }
+    let body = Json::Object(body);
+    if let Some(key) = cache_key
+        && error_count == 0
+    {
+        state.metrics_cache.insert(key, body.clone());
+    }
     tracing::info!(
         operation = operation_name.as_deref().unwrap_or("-"),
         subject = %caller.subject,
@@ -322,14 +370,9 @@ async fn execute(
         "graphql"
     );
     Ok(Executed {
-        body: Json::Object(body),
+        body,
         request_error,
     })
-}
-
-/// DataLoader batching delay. Measured by `lockstep bench`: see docs/benchmarks.md.
-fn loader_delay() -> Duration {
-    Duration::from_millis(1)
 }
 
 /// Serializes an error with its stable `extensions.code`; internal errors

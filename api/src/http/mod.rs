@@ -8,6 +8,7 @@ use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::graphql::{LockstepSchema, build_schema};
+use crate::metrics::cache::MetricsCache;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::routing::get;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// SQL statements issued through `db` (tests and benchmarks read it).
     pub statements: Arc<StatementCounter>,
+    /// Whole metric responses, keyed by role, request and data version.
+    pub metrics_cache: MetricsCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,7 @@ impl App {
             db,
             schema,
             keys,
+            metrics_cache: MetricsCache::new(config.metrics_cache_secs),
             config: Arc::new(config),
             statements,
         };

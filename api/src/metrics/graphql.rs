@@ -59,6 +59,7 @@ impl MetricsQuery {
                 account_ids: parse_ids(&f.account_ids.unwrap_or_default(), "accountIds")?,
                 is_target: f.is_target,
             },
+            outcomes: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -66,6 +67,18 @@ impl MetricsQuery {
 pub struct Metrics {
     period: Period,
     filter: MetricFilter,
+    /// Won/lost outcomes, shared by winRate, averageDealSize, wonRevenue and salesCycle.
+    outcomes: tokio::sync::OnceCell<service::Outcomes>,
+}
+
+impl Metrics {
+    async fn outcomes(&self, ctx: &Context<'_>) -> Result<&service::Outcomes> {
+        let db = db(ctx)?;
+        Ok(self
+            .outcomes
+            .get_or_try_init(|| service::outcomes(db, &self.period, &self.filter))
+            .await?)
+    }
 }
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -340,28 +353,24 @@ impl Metrics {
 
     /// Won / (won + lost), over opportunities closed in the period.
     async fn win_rate(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
-        Ok(service::outcomes(db(ctx)?, &self.period, &self.filter)
-            .await?
-            .win_rate())
+        Ok(self.outcomes(ctx).await?.win_rate())
     }
 
     /// Mean amount of the opportunities won in the period.
     async fn average_deal_size(&self, ctx: &Context<'_>) -> Result<Option<Decimal>> {
-        let o = service::outcomes(db(ctx)?, &self.period, &self.filter).await?;
+        let o = self.outcomes(ctx).await?;
         Ok(avg_money(o.won_amount, o.won, &settings(ctx)?.currency))
     }
 
     /// Revenue won in the period.
     async fn won_revenue(&self, ctx: &Context<'_>) -> Result<Decimal> {
-        let o = service::outcomes(db(ctx)?, &self.period, &self.filter).await?;
+        let o = self.outcomes(ctx).await?;
         Ok(money(o.won_amount, &settings(ctx)?.currency))
     }
 
     /// Median days from creation to close of the opportunities won in the period.
     async fn sales_cycle(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
-        Ok(service::outcomes(db(ctx)?, &self.period, &self.filter)
-            .await?
-            .median_cycle_days)
+        Ok(self.outcomes(ctx).await?.median_cycle_days)
     }
 
     /// Median hours from a lead's creation to its first touch (leads created in the period).

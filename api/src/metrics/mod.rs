@@ -2,6 +2,7 @@
 //! database in SQL (one or two statements a metric). `service` knows SQL and
 //! SeaORM, `graphql` the GraphQL types.
 
+pub mod cache;
 pub mod graphql;
 pub mod service;
 mod sql;

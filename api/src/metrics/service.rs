@@ -1,7 +1,7 @@
 //! Metric queries. Every aggregate runs in the database; Rust only turns a
 //! handful of result rows into numbers (and divides exact sums as Decimals).
 
-use super::sql::{Sql, median_by};
+use super::sql::Sql;
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use entity::enums::{Channel, OpportunityStage, Segment};
@@ -166,56 +166,72 @@ pub struct Funnel {
 
 /// The cohort of leads created in the period, with the first time each
 /// reached each main-path stage (t1 INQUIRY … t5 OPPORTUNITY) and t6 WON.
+/// The first entries are kept on the lead by the leads service; every lead
+/// enters the funnel at its creation.
 fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter) {
-    q.push("WITH cohort AS (SELECT l.id, l.converted_opportunity_id FROM leads l WHERE l.created_at >= ")
-        .bind(p.from)
-        .push(" AND l.created_at < ")
-        .bind(p.to);
-    lead_conditions(q, f, "l");
     q.push(
-        "), reach AS (SELECT c.id, \
-         MIN(CASE WHEN sc.to_stage IN ('INQUIRY', 'MQL', 'SAL', 'SQL', 'CONVERTED') THEN sc.at END) AS t1, \
-         MIN(CASE WHEN sc.to_stage IN ('MQL', 'SAL', 'SQL', 'CONVERTED') THEN sc.at END) AS t2, \
-         MIN(CASE WHEN sc.to_stage IN ('SAL', 'SQL', 'CONVERTED') THEN sc.at END) AS t3, \
-         MIN(CASE WHEN sc.to_stage IN ('SQL', 'CONVERTED') THEN sc.at END) AS t4, \
-         MIN(CASE WHEN sc.to_stage = 'CONVERTED' THEN sc.at END) AS t5, \
-         MIN(o.closed_at) AS t6 \
-         FROM cohort c JOIN stage_changes sc ON sc.lead_id = c.id \
-         LEFT JOIN opportunities o ON o.id = c.converted_opportunity_id AND o.stage = 'CLOSED_WON' \
-         GROUP BY c.id) ",
-    );
+        "WITH reach AS (SELECT l.created_at AS t1, l.mql_at AS t2, l.sal_at AS t3, l.sql_at AS t4, l.converted_at AS t5, \
+         o.closed_at AS t6 FROM leads l \
+         LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id AND o.stage = 'CLOSED_WON' \
+         WHERE l.created_at >= ",
+    )
+    .bind(p.from)
+    .push(" AND l.created_at < ")
+    .bind(p.to);
+    lead_conditions(q, f, "l");
+    q.push(") ");
 }
 
 pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> AppResult<Funnel> {
     let backend = db.get_database_backend();
     let mut q = Sql::new(backend);
     funnel_cte(&mut q, p, f);
-    q.push("SELECT COUNT(t1) AS r1, COUNT(t2) AS r2, COUNT(t3) AS r3, COUNT(t4) AS r4, COUNT(t5) AS r5, COUNT(t6) AS r6 FROM reach");
-    let row = db.query_one_raw(q.statement()).await?;
-    let mut reached = [0i64; 6];
-    if let Some(row) = row {
-        for (i, r) in reached.iter_mut().enumerate() {
-            *r = i64_at(&row, &format!("r{}", i + 1))?;
+    q.push("SELECT COUNT(t1) AS r1, COUNT(t2) AS r2, COUNT(t3) AS r3, COUNT(t4) AS r4, COUNT(t5) AS r5, COUNT(t6) AS r6");
+    let diff = |q: &Sql, k: usize| q.hours(&format!("t{k}"), &format!("t{}", k + 1));
+    if backend == DbBackend::Postgres {
+        // One pass: an ordered-set aggregate per step.
+        for k in 1..=5 {
+            let d = diff(&q, k);
+            q.push(&format!(
+                ", CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY {d}) FILTER (WHERE t{k} IS NOT NULL AND t{} IS NOT NULL) AS DOUBLE PRECISION) AS m{k}",
+                k + 1
+            ));
         }
     }
-    let mut q = Sql::new(backend);
-    funnel_cte(&mut q, p, f);
-    let rel = (1..=5)
-        .map(|k| {
-            format!(
-                "SELECT {k} AS k, {} AS v FROM reach WHERE t{k} IS NOT NULL AND t{} IS NOT NULL",
-                q.hours(&format!("t{k}"), &format!("t{}", k + 1)),
-                k + 1
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    q.push(&median_by(&rel));
+    q.push(" FROM reach");
+    let row = db.query_one_raw(q.statement()).await?;
+    let mut reached = [0i64; 6];
     let mut medians = [None; 6];
-    for row in db.query_all_raw(q.statement()).await? {
-        let k = i64_at(&row, "k")?;
-        if (1..=5).contains(&k) {
-            medians[(k - 1) as usize] = f64_at(&row, "median")?;
+    if let Some(row) = &row {
+        for (i, r) in reached.iter_mut().enumerate() {
+            *r = i64_at(row, &format!("r{}", i + 1))?;
+        }
+        if backend == DbBackend::Postgres {
+            for (k, m) in medians.iter_mut().take(5).enumerate() {
+                *m = f64_at(row, &format!("m{}", k + 1))?;
+            }
+        }
+    }
+    if backend != DbBackend::Postgres {
+        let mut q = Sql::new(backend);
+        funnel_cte(&mut q, p, f);
+        let rel = (1..=5)
+            .map(|k| {
+                format!(
+                    "SELECT {k} AS k, {} AS v FROM reach WHERE t{k} IS NOT NULL AND t{} IS NOT NULL",
+                    diff(&q, k),
+                    k + 1
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let m = q.median_by(&rel);
+        q.push(&m);
+        for row in db.query_all_raw(q.statement()).await? {
+            let k = i64_at(&row, "k")?;
+            if (1..=5).contains(&k) {
+                medians[(k - 1) as usize] = f64_at(&row, "median")?;
+            }
         }
     }
     let stages = FUNNEL_STAGES
@@ -293,7 +309,8 @@ pub async fn outcomes(
     closed_in(&mut inner, p, f);
     inner.push(" AND o.stage = 'CLOSED_WON'");
     let (text, values) = inner.into_parts();
-    q.push_with(&median_by(&text), values);
+    let m = q.median_by(&text);
+    q.push_with(&m, values);
     if let Some(row) = db.query_one_raw(q.statement()).await? {
         out.median_cycle_days = f64_at(&row, "median")?;
     }
@@ -341,7 +358,8 @@ pub async fn speed_to_lead(
     lead_conditions(&mut inner, f, "l");
     let (text, values) = inner.into_parts();
     let mut q = Sql::new(backend);
-    q.push_with(&median_by(&text), values);
+    let m = q.median_by(&text);
+    q.push_with(&m, values);
     if let Some(row) = db.query_one_raw(q.statement()).await? {
         out.median_hours = f64_at(&row, "median")?;
     }
@@ -478,17 +496,24 @@ pub async fn closed_loop(
     group: GroupBy,
 ) -> AppResult<Vec<ClosedLoopRow>> {
     let backend = db.get_database_backend();
-    let key = match group {
-        GroupBy::Source => "l.source",
-        GroupBy::Campaign => "l.campaign_id",
-        GroupBy::CampaignKind => "(SELECT c.kind FROM campaigns c WHERE c.id = l.campaign_id)",
-        GroupBy::Segment => "(SELECT a.segment FROM accounts a WHERE a.id = l.account_id)",
+    // A join (hashed once) rather than a subquery per lead.
+    let (key, join) = match group {
+        GroupBy::Source => ("l.source", ""),
+        GroupBy::Campaign => ("l.campaign_id", ""),
+        GroupBy::CampaignKind => (
+            "gc.kind",
+            " LEFT JOIN campaigns gc ON gc.id = l.campaign_id",
+        ),
+        GroupBy::Segment => (
+            "ga.segment",
+            " LEFT JOIN accounts ga ON ga.id = l.account_id",
+        ),
     };
     let cte = |q: &mut Sql| {
         q.push(&format!(
             "WITH cohort AS (SELECT l.id, {key} AS g, l.converted_opportunity_id AS opp, \
-             EXISTS (SELECT 1 FROM stage_changes sc WHERE sc.lead_id = l.id AND sc.to_stage IN ('MQL', 'SAL', 'SQL', 'CONVERTED')) AS is_mql \
-             FROM leads l WHERE l.created_at >= "
+             l.mql_at \
+             FROM leads l{join} WHERE l.created_at >= "
         ))
         .bind(p.from)
         .push(" AND l.created_at < ")
@@ -502,7 +527,7 @@ pub async fn closed_loop(
         "SELECT c.g AS g, COUNT(*) AS leads, {} AS mqls, COUNT(c.opp) AS opps, \
          {} AS won, {} AS won_amount \
          FROM cohort c LEFT JOIN opportunities o ON o.id = c.opp GROUP BY c.g",
-        sum("CASE WHEN c.is_mql THEN 1 ELSE 0 END"),
+        sum("CASE WHEN c.mql_at IS NOT NULL THEN 1 ELSE 0 END"),
         sum("CASE WHEN o.stage = 'CLOSED_WON' THEN 1 ELSE 0 END"),
         sum("CASE WHEN o.stage = 'CLOSED_WON' THEN o.amount ELSE 0 END"),
     ));
@@ -526,9 +551,10 @@ pub async fn closed_loop(
     let mut q = Sql::new(backend);
     cte(&mut q);
     let days = format!("{} / 24.0", q.hours("o.created_at", "o.closed_at"));
-    q.push(&median_by(&format!(
+    let m = q.median_by(&format!(
         "SELECT c.g AS k, {days} AS v FROM cohort c JOIN opportunities o ON o.id = c.opp WHERE o.stage = 'CLOSED_WON'"
-    )));
+    ));
+    q.push(&m);
     for row in db.query_all_raw(q.statement()).await? {
         let (key, _) = group_key_col(&row, group, "k")?;
         if let Some(r) = out.iter_mut().find(|r| r.key == key) {
@@ -706,8 +732,8 @@ pub async fn attribution(
     q.push(&format!(
         "SELECT {} AS total, {} AS bare_units, {} AS bare_n FROM won w",
         sum("w.amount"),
-        sum("CASE WHEN NOT EXISTS (SELECT 1 FROM t WHERE t.opp = w.id) THEN w.amount ELSE 0 END"),
-        sum("CASE WHEN NOT EXISTS (SELECT 1 FROM t WHERE t.opp = w.id) THEN 1 ELSE 0 END"),
+        sum("CASE WHEN w.id NOT IN (SELECT opp FROM t WHERE rn = 1) THEN w.amount ELSE 0 END"),
+        sum("CASE WHEN w.id NOT IN (SELECT opp FROM t WHERE rn = 1) THEN 1 ELSE 0 END"),
     ));
     let mut total = 0;
     if let Some(row) = db.query_one_raw(q.statement()).await? {
@@ -837,16 +863,14 @@ pub async fn series(
             lead_conditions(&mut q, f, "l");
         }
         SeriesMetric::Mqls => {
-            let inner = "(SELECT MIN(sc.at) FROM stage_changes sc WHERE sc.lead_id = l.id AND sc.to_stage IN ('MQL', 'SAL', 'SQL', 'CONVERTED'))";
             q.push(&format!(
-                "SELECT {} AS b, COUNT(*) AS n, 0 AS d, 0 AS units FROM (SELECT l.id, {inner} AS mql_at FROM leads l WHERE 1 = 1",
-                q.bucket(iv, "x.mql_at")
-            ));
+                "SELECT {} AS b, COUNT(*) AS n, 0 AS d, 0 AS units FROM leads l WHERE l.mql_at >= ",
+                q.bucket(iv, "l.mql_at")
+            ))
+            .bind(p.from)
+            .push(" AND l.mql_at < ")
+            .bind(p.to);
             lead_conditions(&mut q, f, "l");
-            q.push(") x WHERE x.mql_at >= ")
-                .bind(p.from)
-                .push(" AND x.mql_at < ")
-                .bind(p.to);
         }
         SeriesMetric::OpportunitiesCreated | SeriesMetric::PipelineCreated => {
             q.push(&format!(

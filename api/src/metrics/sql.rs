@@ -49,7 +49,8 @@ impl Sql {
     pub fn hours(&self, a: &str, b: &str) -> String {
         match self.backend {
             DbBackend::Postgres => {
-                format!("(CAST(EXTRACT(EPOCH FROM ({b} - {a})) AS DOUBLE PRECISION) / 3600)")
+                // date_part is float8 (EXTRACT is numeric since PostgreSQL 14: slower to sort).
+                format!("(date_part('epoch', {b} - {a}) / 3600)")
             }
             _ => format!("((julianday({b}) - julianday({a})) * 24.0)"),
         }
@@ -69,6 +70,18 @@ impl Sql {
                     "printf('%s-%02d-01', strftime('%Y', {ts}), ((CAST(strftime('%m', {ts}) AS INTEGER) - 1) / 3) * 3 + 1)"
                 ),
             },
+        }
+    }
+
+    /// Median of `v` per `k` over a relation `rel` with those two columns
+    /// (the mean of the two middle values for an even count):
+    /// `percentile_cont` on PostgreSQL, window functions on SQLite.
+    pub fn median_by(&self, rel: &str) -> String {
+        match self.backend {
+            DbBackend::Postgres => format!(
+                "SELECT k, CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS DOUBLE PRECISION) AS median FROM ({rel}) AS src GROUP BY k"
+            ),
+            _ => median_by(rel),
         }
     }
 

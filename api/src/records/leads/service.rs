@@ -224,6 +224,27 @@ fn apply(am: &mut lead::ActiveModel, f: &LeadFields) -> AppResult<()> {
     Ok(())
 }
 
+/// Keeps the first-entry times (MQL, SAL, SQL, CONVERTED — "or a later
+/// main-path stage") in step with a stage reached at `at`. An imported
+/// history may arrive out of order, so an earlier entry replaces a later one.
+fn note_entry(am: &mut lead::ActiveModel, to: LeadStage, at: DateTime<Utc>) {
+    let rank = to.rank().unwrap_or(0);
+    for (min_rank, col) in [
+        (2, &mut am.mql_at),
+        (3, &mut am.sal_at),
+        (4, &mut am.sql_at),
+        (5, &mut am.converted_at),
+    ] {
+        let replace = match col.try_as_ref() {
+            Some(Some(current)) => at < *current,
+            _ => true,
+        };
+        if rank >= min_rank && replace {
+            *col = Set(Some(at));
+        }
+    }
+}
+
 /// Creates a lead (and its first stage change) inside `db`'s transaction, if any.
 pub async fn create(
     db: &impl ConnectionTrait,
@@ -280,6 +301,10 @@ pub async fn create(
         team_id: Set(None),
         converted_opportunity_id: Set(None),
         first_touch_at: Set(None),
+        mql_at: Set(None),
+        sal_at: Set(None),
+        sql_at: Set(None),
+        converted_at: Set(None),
         created_by: Set(actor.subject.clone()),
         created_at: Set(at),
         updated_at: Set(at),
@@ -288,6 +313,7 @@ pub async fn create(
     f.email = None;
     f.account_id = None;
     apply(&mut am, &f)?;
+    note_entry(&mut am, stage, at);
     let created = am.insert(db).await?;
     stage_changes::record(
         db,
@@ -403,6 +429,7 @@ pub async fn change_stage(
     let from = current.stage;
     let mut am = current.into_active_model();
     am.stage = Set(to);
+    note_entry(&mut am, to, at);
     am.updated_at = Set(now());
     let updated = am.update(db).await?;
     stage_changes::record(
@@ -473,6 +500,7 @@ pub async fn convert<C: ConnectionTrait + TransactionTrait>(
     let from = current.stage;
     let mut am = current.into_active_model();
     am.stage = Set(LeadStage::Converted);
+    note_entry(&mut am, LeadStage::Converted, at);
     am.converted_opportunity_id = Set(Some(opp.id));
     am.updated_at = Set(now());
     let lead = am.update(&txn).await?;
