@@ -4,7 +4,7 @@
 use crate::config::{Config, Secret};
 use crate::error::AppError;
 use crate::http::App;
-use crate::metrics::{self, GroupBy, MetricFilter, Model, Period};
+use crate::metrics::{self, GroupBy, Interval, MetricFilter, Model, Period, SeriesMetric};
 use chrono::Duration;
 use entity::enums::Role;
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
@@ -28,6 +28,19 @@ pub struct BenchRow {
     pub http_p95_ms: f64,
     /// The same query through the service, without HTTP and GraphQL.
     pub sql_median_ms: Option<f64>,
+    /// Through HTTP with the metric cache on (identical repeated requests).
+    pub cached_median_ms: f64,
+}
+
+/// The leads page with its relations under concurrent load, per DataLoader delay.
+#[derive(Debug, Clone)]
+pub struct LoaderRow {
+    pub delay_us: u64,
+    pub concurrency: usize,
+    pub median_ms: f64,
+    pub p95_ms: f64,
+    pub requests_per_sec: f64,
+    pub statements_per_request: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +48,7 @@ pub struct BenchReport {
     pub backend: String,
     pub leads: u64,
     pub rows: Vec<BenchRow>,
+    pub loader: Vec<LoaderRow>,
     /// Peak resident memory of the process (server and client), MiB.
     pub peak_rss_mib: f64,
 }
@@ -42,7 +56,9 @@ pub struct BenchReport {
 impl BenchReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "### {} — {} leads, one-year period\n\n| query | HTTP median ms | HTTP p95 ms | SQL median ms | HTTP / SQL |\n|---|---:|---:|---:|---:|\n",
+            "### {} — {} leads, one-year period\n\n\
+             | query | HTTP median ms | HTTP p95 ms | SQL median ms | HTTP / SQL | cached HTTP median ms |\n\
+             |---|---:|---:|---:|---:|---:|\n",
             self.backend, self.leads
         );
         for r in &self.rows {
@@ -54,12 +70,30 @@ impl BenchReport {
                 None => ("—".into(), "—".into()),
             };
             s.push_str(&format!(
-                "| {} | {:.1} | {:.1} | {} | {} |\n",
-                r.name, r.http_median_ms, r.http_p95_ms, sql, ratio
+                "| {} | {:.1} | {:.1} | {} | {} | {:.2} |\n",
+                r.name, r.http_median_ms, r.http_p95_ms, sql, ratio, r.cached_median_ms
             ));
         }
+        if !self.loader.is_empty() {
+            s.push_str(
+                "\n`leads(first: 100)` with account, owner and stageHistory, concurrent clients, by DataLoader delay:\n\n\
+                 | delay µs | clients | median ms | p95 ms | requests/s | SQL statements / request |\n\
+                 |---:|---:|---:|---:|---:|---:|\n",
+            );
+            for l in &self.loader {
+                s.push_str(&format!(
+                    "| {} | {} | {:.1} | {:.1} | {:.0} | {:.1} |\n",
+                    l.delay_us,
+                    l.concurrency,
+                    l.median_ms,
+                    l.p95_ms,
+                    l.requests_per_sec,
+                    l.statements_per_request
+                ));
+            }
+        }
         s.push_str(&format!(
-            "\nPeak RSS of the process (server + client): {:.0} MiB\n",
+            "\nPeak RSS of the process (servers + client): {:.0} MiB\n",
             self.peak_rss_mib
         ));
         s
@@ -106,6 +140,75 @@ type SqlFn = fn(
     Period,
 ) -> futures_util::future::BoxFuture<'static, Result<(), AppError>>;
 
+/// A server of its own on `127.0.0.1:0`.
+struct Server {
+    url: String,
+    state: crate::http::AppState,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error>> {
+    let app = App::build(config).await?;
+    let state = app.state.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/graphql", listener.local_addr()?);
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    Ok(Server {
+        url,
+        state,
+        stop,
+        task,
+    })
+}
+
+impl Server {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        let _ = self.state.db.close().await;
+    }
+}
+
+/// Milliseconds of each of `n` requests (after two warm-ups).
+async fn time_requests(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &str,
+    n: usize,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n + 2 {
+        let started = Instant::now();
+        let resp: serde_json::Value = client
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({ "query": query }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if resp.get("errors").is_some() {
+            return Err(format!("{query}: {resp}").into());
+        }
+        if i >= 2 {
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    Ok(times)
+}
+
+/// The service call behind a case, timed without HTTP and GraphQL.
+macro_rules! sql {
+    (|$db:ident, $p:ident| $call:expr) => {
+        |$db, $p| Box::pin(async move { $call.await.map(|_| ()) })
+    };
+}
+
 pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::Error>> {
     let config = Config {
         database_url: Some(opts.database_url.clone()),
@@ -117,8 +220,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         metrics_cache_secs: 0,
         ..Config::default()
     };
-    let app = App::build(config.clone()).await?;
-    let db = app.state.db.clone();
+    let server = start(config.clone()).await?;
+    let db = server.state.db.clone();
     let have = entity::lead::Entity::find().count(&db).await?;
     if have < opts.leads {
         eprintln!(
@@ -136,18 +239,17 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         .await?;
     }
     let leads = entity::lead::Entity::find().count(&db).await?;
-    let token = app.state.keys.issue(
+    let cached = start(Config {
+        metrics_cache_secs: 30,
+        ..config.clone()
+    })
+    .await?;
+    let token = server.state.keys.issue(
         Role::Viewer,
         "bench",
         std::time::Duration::from_secs(3600),
         None,
     )?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/graphql", listener.local_addr()?);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async move {
-        let _ = rx.await;
-    }));
     let end = crate::seed::anchor();
     let period = Period {
         from: end - Duration::days(365),
@@ -158,74 +260,163 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         period.from.to_rfc3339(),
         period.to.to_rfc3339()
     );
-    let cases: Vec<(&str, String, Option<SqlFn>)> = vec![
-        ("funnel", format!("{{ metrics({p}) {{ funnel {{ stages {{ stage reached conversion medianHoursToNext }} inquiryToWon }} }} }}"),
-            Some(|db, p| Box::pin(async move { metrics::funnel(&db, &p, &MetricFilter::default()).await.map(|_| ()) }))),
-        ("closedLoop(SOURCE)", format!("{{ metrics({p}) {{ closedLoop(groupBy: SOURCE) {{ key leads mqls opportunities won wonRevenue closeRate avgDealSize medianCycleDays }} }} }}"),
-            Some(|db, p| Box::pin(async move { metrics::closed_loop(&db, &p, &MetricFilter::default(), GroupBy::Source).await.map(|_| ()) }))),
-        ("closedLoop(CAMPAIGN)", format!("{{ metrics({p}) {{ closedLoop(groupBy: CAMPAIGN) {{ key campaignName leads won wonRevenue }} }} }}"),
-            Some(|db, p| Box::pin(async move { metrics::closed_loop(&db, &p, &MetricFilter::default(), GroupBy::Campaign).await.map(|_| ()) }))),
-        ("attribution(W_SHAPED)", format!("{{ metrics({p}) {{ attribution(model: W_SHAPED) {{ rows {{ campaignName revenue opportunities }} total }} }} }}"),
-            Some(|db, p| Box::pin(async move { metrics::attribution(&db, &p, &MetricFilter::default(), Model::WShaped).await.map(|_| ()) }))),
-        ("attribution(LINEAR)", format!("{{ metrics({p}) {{ attribution(model: LINEAR) {{ rows {{ campaignName revenue }} total }} }} }}"),
-            Some(|db, p| Box::pin(async move { metrics::attribution(&db, &p, &MetricFilter::default(), Model::Linear).await.map(|_| ()) }))),
-        ("winRate + averageDealSize + salesCycle", format!("{{ metrics({p}) {{ winRate averageDealSize salesCycle }} }}"),
-            Some(|db, p| Box::pin(async move { metrics::outcomes(&db, &p, &MetricFilter::default()).await.map(|_| ()) }))),
-        ("speedToLead", format!("{{ metrics({p}) {{ speedToLead {{ medianHours untouched }} }} }}"),
-            Some(|db, p| Box::pin(async move { metrics::speed_to_lead(&db, &p, &MetricFilter::default()).await.map(|_| ()) }))),
-        ("retention + pipeline", format!("{{ metrics({p}) {{ retention pipeline {{ total stages {{ stage amount }} }} }} }}"),
-            None),
-        ("series(LEADS_CREATED, WEEK)", format!("{{ metrics({p}) {{ series(metric: LEADS_CREATED, interval: WEEK) {{ start value }} }} }}"),
-            None),
-        ("leads(first: 100) + account, owner, stageHistory", "{ leads(first: 100) { nodes { id stage account { name } owner { name } stageHistory { toStage at } } } }".to_owned(),
-            None),
+    // (name, the selection under `metrics`, the same metric through the service)
+    let cases: Vec<(&str, &str, SqlFn)> = vec![
+        (
+            "funnel",
+            "funnel { stages { stage reached conversion medianHoursToNext } inquiryToWon }",
+            sql!(|db, p| metrics::funnel(&db, &p, &MetricFilter::default())),
+        ),
+        (
+            "closedLoop(SOURCE)",
+            "closedLoop(groupBy: SOURCE) { key leads mqls opportunities won wonRevenue closeRate avgDealSize medianCycleDays }",
+            sql!(|db, p| metrics::closed_loop(&db, &p, &MetricFilter::default(), GroupBy::Source)),
+        ),
+        (
+            "closedLoop(CAMPAIGN)",
+            "closedLoop(groupBy: CAMPAIGN) { key campaignName leads mqls opportunities won wonRevenue closeRate avgDealSize medianCycleDays }",
+            sql!(|db, p| metrics::closed_loop(
+                &db,
+                &p,
+                &MetricFilter::default(),
+                GroupBy::Campaign
+            )),
+        ),
+        (
+            "attribution(W_SHAPED)",
+            "attribution(model: W_SHAPED) { rows { campaignName revenue opportunities } total }",
+            sql!(|db, p| metrics::attribution(&db, &p, &MetricFilter::default(), Model::WShaped)),
+        ),
+        (
+            "attribution(LINEAR)",
+            "attribution(model: LINEAR) { rows { campaignName revenue opportunities } total }",
+            sql!(|db, p| metrics::attribution(&db, &p, &MetricFilter::default(), Model::Linear)),
+        ),
+        (
+            "attribution(FIRST_TOUCH)",
+            "attribution(model: FIRST_TOUCH) { rows { campaignName revenue opportunities } total }",
+            sql!(|db, p| metrics::attribution(
+                &db,
+                &p,
+                &MetricFilter::default(),
+                Model::FirstTouch
+            )),
+        ),
+        (
+            "winRate + averageDealSize + salesCycle",
+            "winRate averageDealSize salesCycle",
+            sql!(|db, p| metrics::outcomes(&db, &p, &MetricFilter::default())),
+        ),
+        (
+            "speedToLead",
+            "speedToLead { medianHours touched untouched }",
+            sql!(|db, p| metrics::speed_to_lead(&db, &p, &MetricFilter::default())),
+        ),
+        (
+            "retention",
+            "retention",
+            sql!(|db, p| metrics::retention(&db, &p, &MetricFilter::default())),
+        ),
+        (
+            "pipeline",
+            "pipeline { total stages { stage count amount } }",
+            sql!(|db, p| metrics::pipeline(&db, &p, &MetricFilter::default())),
+        ),
+        (
+            "series(LEADS_CREATED, WEEK)",
+            "series(metric: LEADS_CREATED, interval: WEEK) { start value }",
+            sql!(|db, p| metrics::series(
+                &db,
+                &p,
+                &MetricFilter::default(),
+                SeriesMetric::LeadsCreated,
+                Interval::Week
+            )),
+        ),
+        (
+            "series(WON_REVENUE, MONTH)",
+            "series(metric: WON_REVENUE, interval: MONTH) { start amount }",
+            sql!(|db, p| metrics::series(
+                &db,
+                &p,
+                &MetricFilter::default(),
+                SeriesMetric::WonRevenue,
+                Interval::Month
+            )),
+        ),
     ];
     let client = reqwest::Client::new();
     let mut rows = Vec::new();
-    for (name, query, sql) in cases {
-        let mut times = Vec::with_capacity(opts.requests);
+    for (name, selection, sql) in cases {
+        let query = format!("{{ metrics({p}) {{ {selection} }} }}");
+        let (med, p95) =
+            median(time_requests(&client, &server.url, &token, &query, opts.requests).await?);
+        let mut t = Vec::new();
         for i in 0..opts.requests + 2 {
             let started = Instant::now();
-            let resp: serde_json::Value = client
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&json!({ "query": query }))
-                .send()
-                .await?
-                .json()
-                .await?;
-            if resp.get("errors").is_some() {
-                return Err(format!("{name}: {resp}").into());
-            }
+            sql(db.clone(), period).await?;
             if i >= 2 {
-                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                t.push(started.elapsed().as_secs_f64() * 1000.0);
             }
         }
-        let (med, p95) = median(times);
-        let sql_median = match sql {
-            Some(f) => {
-                let mut t = Vec::new();
-                for i in 0..opts.requests + 2 {
-                    let started = Instant::now();
-                    f(db.clone(), period).await?;
-                    if i >= 2 {
-                        t.push(started.elapsed().as_secs_f64() * 1000.0);
-                    }
-                }
-                Some(median(t).0)
-            }
-            None => None,
-        };
-        eprintln!("{name}: median {med:.1} ms, p95 {p95:.1} ms, sql {sql_median:?}");
+        let sql_median = Some(median(t).0);
+        let (cached_med, _) =
+            median(time_requests(&client, &cached.url, &token, &query, opts.requests).await?);
+        eprintln!(
+            "{name}: median {med:.1} ms, p95 {p95:.1} ms, sql {sql_median:?}, cached {cached_med:.2} ms"
+        );
         rows.push(BenchRow {
             name: name.to_owned(),
             http_median_ms: med,
             http_p95_ms: p95,
             sql_median_ms: sql_median,
+            cached_median_ms: cached_med,
         });
     }
-    let _ = tx.send(());
-    let _ = server.await;
+    cached.stop().await;
+    server.stop().await;
+
+    // DataLoader's batching delay under load: the leads page with its relations.
+    let mut loader = Vec::new();
+    let list = "{ leads(first: 100) { nodes { id stage account { name } owner { name } stageHistory { toStage at } } } }";
+    for delay_us in [0u64, 1_000, 10_000] {
+        let server = start(Config {
+            loader_delay_us: delay_us,
+            ..config.clone()
+        })
+        .await?;
+        let concurrency = 8;
+        let per_client = opts.requests.max(5);
+        let before = server.state.statements.get();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (client, url, token) = (client.clone(), server.url.clone(), token.clone());
+            tasks.push(tokio::spawn(async move {
+                time_requests(&client, &url, &token, list, per_client)
+                    .await
+                    .map_err(|e| e.to_string())
+            }));
+        }
+        let mut times = Vec::new();
+        for t in tasks {
+            times.extend(t.await??);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let total = concurrency * (per_client + 2);
+        let statements = (server.state.statements.get() - before) as f64 / total as f64;
+        let (med, p95) = median(times);
+        eprintln!("loader delay {delay_us} µs: median {med:.1} ms, p95 {p95:.1} ms");
+        loader.push(LoaderRow {
+            delay_us,
+            concurrency,
+            median_ms: med,
+            p95_ms: p95,
+            requests_per_sec: total as f64 / elapsed,
+            statements_per_request: statements,
+        });
+        server.stop().await;
+    }
     let backend = if opts.database_url.starts_with("postgres") {
         "PostgreSQL"
     } else {
@@ -235,6 +426,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         backend: backend.into(),
         leads,
         rows,
+        loader,
         peak_rss_mib: peak_rss_mib(),
     })
 }
