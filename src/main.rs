@@ -97,14 +97,20 @@ fn parse_role(s: &str) -> Result<Role, String> {
         .ok_or_else(|| "one of ADMIN, REVOPS, MEMBER, VIEWER, INTEGRATION".to_owned())
 }
 
-fn init_tracing() {
+/// Logging per `LOCKSTEP_LOG`, else `default` (the bench stays quiet: a log
+/// line per request would be part of what it times).
+fn init_tracing_with(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("LOCKSTEP_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
+    let filter =
+        EnvFilter::try_from_env("LOCKSTEP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .init();
+}
+
+fn init_tracing() {
+    init_tracing_with("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn");
 }
 
 fn config_with(database_url: Option<String>) -> anyhow::Result<Config> {
@@ -156,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
             seed,
             requests,
         } => {
-            init_tracing();
+            init_tracing_with("warn");
             let report = api::bench::run(api::bench::BenchOptions {
                 database_url,
                 leads,

@@ -17,6 +17,13 @@ impl StatementCounter {
 }
 
 /// Connects to `url` (`sqlite://…` or `postgres://…`).
+/// Settings of Lockstep's PostgreSQL sessions (see docs/benchmarks.md).
+pub const PG_SESSION: [(&str, &str); 3] = [
+    ("work_mem", "32MB"),
+    ("random_page_cost", "1.1"),
+    ("jit", "off"),
+];
+
 pub async fn connect(
     url: &str,
     counter: Arc<StatementCounter>,
@@ -39,6 +46,11 @@ pub async fn connect(
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
         });
+    }
+    if !is_sqlite {
+        // Metric queries: medians sort a cohort's durations (kept in memory),
+        // lookups by index are cheap on SSDs, and JIT costs more than it saves.
+        options.map_sqlx_postgres_opts(|o| o.options(PG_SESSION));
     }
     let mut db = Database::connect(options).await?;
     db.set_metric_callback(move |_info| {

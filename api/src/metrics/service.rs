@@ -895,6 +895,17 @@ pub async fn series(
         }
     }
     q.push(" GROUP BY b");
+    // Group by the raw bucket, format the few groups after.
+    let (inner, values) = q.into_parts();
+    let mut q = Sql::new(backend);
+    let label = if backend == DbBackend::Postgres {
+        "to_char(s.b, 'YYYY-MM-DD')"
+    } else {
+        "s.b"
+    };
+    q.push(&format!("SELECT {label} AS b, s.n, s.d, s.units FROM ("))
+        .push_with(&inner, values)
+        .push(") s");
     let rows = db.query_all_raw(q.statement()).await?;
     let mut out: Vec<Bucket> = starts
         .into_iter()

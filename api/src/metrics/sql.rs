@@ -56,11 +56,13 @@ impl Sql {
         }
     }
 
-    /// The UTC day, ISO week (Monday), month or quarter of a timestamp, as `YYYY-MM-DD`.
+    /// The UTC day, ISO week (Monday), month or quarter of a timestamp: the
+    /// bucket's start (PostgreSQL: a timestamp; SQLite: `YYYY-MM-DD`).
     pub fn bucket(&self, interval: &str, ts: &str) -> String {
         match self.backend {
             DbBackend::Postgres => {
-                format!("to_char(date_trunc('{interval}', {ts} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')")
+                // A timestamp (cheap to group by); `series` formats the groups.
+                format!("date_trunc('{interval}', {ts} AT TIME ZONE 'UTC')")
             }
             _ => match interval {
                 "day" => format!("date({ts})"),
