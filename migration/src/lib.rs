@@ -7,7 +7,7 @@ mod m20261124_000001_create_records;
 mod m20261124_000002_bi_views;
 mod m20261124_000003_lead_stage_times;
 mod m20261126_000004_data_version;
-mod m20261126_000005_lead_cohort_index;
+mod m20261126_000005_metric_indexes;
 
 pub struct Migrator;
 
@@ -19,7 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_bi_views::Migration),
             Box::new(m20261124_000003_lead_stage_times::Migration),
             Box::new(m20261126_000004_data_version::Migration),
-            Box::new(m20261126_000005_lead_cohort_index::Migration),
+            Box::new(m20261126_000005_metric_indexes::Migration),
         ]
     }
 }

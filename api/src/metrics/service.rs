@@ -509,7 +509,8 @@ pub async fn closed_loop(
             " LEFT JOIN accounts ga ON ga.id = l.account_id",
         ),
     };
-    let cte = |q: &mut Sql| {
+    // `converted`: only the converted leads (their own, narrow index).
+    let cte = |q: &mut Sql, converted: bool| {
         q.push(&format!(
             "WITH cohort AS (SELECT l.id, {key} AS g, l.converted_opportunity_id AS opp, \
              l.mql_at \
@@ -518,11 +519,14 @@ pub async fn closed_loop(
         .bind(p.from)
         .push(" AND l.created_at < ")
         .bind(p.to);
+        if converted {
+            q.push(" AND l.converted_opportunity_id IS NOT NULL");
+        }
         lead_conditions(q, f, "l");
         q.push(") ");
     };
     let mut q = Sql::new(backend);
-    cte(&mut q);
+    cte(&mut q, false);
     q.push(&format!(
         "SELECT c.g AS g, COUNT(*) AS leads, {} AS mqls, COUNT(c.opp) AS opps, \
          {} AS won, {} AS won_amount \
@@ -549,7 +553,7 @@ pub async fn closed_loop(
     }
     // Medians of the sales cycle per group, in one more statement.
     let mut q = Sql::new(backend);
-    cte(&mut q);
+    cte(&mut q, true);
     let days = format!("{} / 24.0", q.hours("o.created_at", "o.closed_at"));
     let m = q.median_by(&format!(
         "SELECT c.g AS k, {days} AS v FROM cohort c JOIN opportunities o ON o.id = c.opp WHERE o.stage = 'CLOSED_WON'"
@@ -721,32 +725,34 @@ pub async fn attribution(
     } else {
         q.push(&format!("{select} GROUP BY {group}"));
     }
+    // In the same statement (the touches are ranked once): the total won
+    // (d = -1) and the revenue with no touch (d = -2).
+    q.push(&format!(
+        " UNION ALL SELECT NULL AS c, -1 AS d, {} AS units, 0 AS shares FROM won w \
+         UNION ALL SELECT NULL AS c, -2 AS d, {} AS units, {} AS shares FROM won w \
+         WHERE w.id NOT IN (SELECT opp FROM t WHERE rn = 1)",
+        sum("w.amount"),
+        sum("w.amount"),
+        sum("1"),
+    ));
+    let mut total = 0;
+    let mut bare = (0, 0);
     for row in db.query_all_raw(q.statement()).await? {
         let c: Option<Uuid> = row.try_get("", "c")?;
         let d = i64_at(&row, "d")?;
-        add(c, i64_at(&row, "units")?, d, i64_at(&row, "shares")?);
-    }
-    // Revenue with no touch, and the total.
-    let mut q = Sql::new(backend);
-    cte(&mut q);
-    q.push(&format!(
-        "SELECT {} AS total, {} AS bare_units, {} AS bare_n FROM won w",
-        sum("w.amount"),
-        sum("CASE WHEN w.id NOT IN (SELECT opp FROM t WHERE rn = 1) THEN w.amount ELSE 0 END"),
-        sum("CASE WHEN w.id NOT IN (SELECT opp FROM t WHERE rn = 1) THEN 1 ELSE 0 END"),
-    ));
-    let mut total = 0;
-    if let Some(row) = db.query_one_raw(q.statement()).await? {
-        total = i64_at(&row, "total")?;
-        let bare_n = i64_at(&row, "bare_n")?;
-        if bare_n > 0 {
-            credits.push(Credit {
-                campaign_id: None,
-                campaign_name: None,
-                parts: vec![(i64_at(&row, "bare_units")?, 1)],
-                share_parts: vec![(bare_n, 1)],
-            });
+        match d {
+            -1 => total = i64_at(&row, "units")?,
+            -2 => bare = (i64_at(&row, "units")?, i64_at(&row, "shares")?),
+            _ => add(c, i64_at(&row, "units")?, d, i64_at(&row, "shares")?),
         }
+    }
+    if bare.1 > 0 {
+        credits.push(Credit {
+            campaign_id: None,
+            campaign_name: None,
+            parts: vec![(bare.0, 1)],
+            share_parts: vec![(bare.1, 1)],
+        });
     }
     let ids: Vec<Uuid> = credits.iter().filter_map(|c| c.campaign_id).collect();
     let names = campaign_names(db, &ids).await?;
