@@ -18,10 +18,14 @@ impl StatementCounter {
 
 /// Connects to `url` (`sqlite://…` or `postgres://…`).
 /// Settings of Lockstep's PostgreSQL sessions (see docs/benchmarks.md).
-pub const PG_SESSION: [(&str, &str); 3] = [
+pub const PG_SESSION: [(&str, &str); 4] = [
     ("work_mem", "32MB"),
     ("random_page_cost", "1.1"),
     ("jit", "off"),
+    // A prepared statement's generic plan guesses a period's size (a fixed
+    // 0.5% of the rows) and loses parallel scans: 2.5× slower metrics after
+    // the fifth run on a connection. Planning each time costs far less.
+    ("plan_cache_mode", "force_custom_plan"),
 ];
 
 pub async fn connect(
@@ -49,7 +53,8 @@ pub async fn connect(
     }
     if !is_sqlite {
         // Metric queries: medians sort a cohort's durations (kept in memory),
-        // lookups by index are cheap on SSDs, and JIT costs more than it saves.
+        // lookups by index are cheap on SSDs, JIT costs more than it saves,
+        // and every statement is planned for its own period.
         options.map_sqlx_postgres_opts(|o| o.options(PG_SESSION));
     }
     let mut db = Database::connect(options).await?;
