@@ -2,6 +2,8 @@
 //! never the wide rows:
 //! - `ix_leads_cohort`: a year of leads by creation time, with the columns the
 //!   funnel, closed loop, speed to lead and the lead series read;
+//! - `ix_leads_mql_cohort` (partial, leads that became MQL): the funnel's
+//!   medians, which only concern leads past INQUIRY;
 //! - `ix_leads_converted_cover` (partial, converted leads only; replaces
 //!   `ix_leads_converted`): a cohort's opportunities, for closed-loop cycles;
 //! - `ix_opportunities_outcome`: an opportunity's stage, amount and dates by id;
@@ -26,6 +28,13 @@ const INDEXES: &[(&str, &str, &str, &str, &str)] = &[
         "created_at",
         "mql_at, sal_at, sql_at, converted_at, converted_opportunity_id, first_touch_at, source, campaign_id",
         "",
+    ),
+    (
+        "ix_leads_mql_cohort",
+        "leads",
+        "created_at",
+        "mql_at, sal_at, sql_at, converted_at, converted_opportunity_id",
+        "mql_at IS NOT NULL",
     ),
     (
         "ix_leads_converted_cover",

@@ -168,7 +168,9 @@ pub struct Funnel {
 /// reached each main-path stage (t1 INQUIRY … t5 OPPORTUNITY) and t6 WON.
 /// The first entries are kept on the lead by the leads service; every lead
 /// enters the funnel at its creation.
-fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter) {
+/// `mql_only`: only the leads that became MQL (the first entries are kept so
+/// that reaching any later stage sets `mql_at` too).
+fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter, mql_only: bool) {
     q.push(
         "WITH reach AS (SELECT l.created_at AS t1, l.mql_at AS t2, l.sal_at AS t3, l.sql_at AS t4, l.converted_at AS t5, \
          o.closed_at AS t6 FROM leads l \
@@ -178,43 +180,69 @@ fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter) {
     .bind(p.from)
     .push(" AND l.created_at < ")
     .bind(p.to);
+    if mql_only {
+        q.push(" AND l.mql_at IS NOT NULL");
+    }
     lead_conditions(q, f, "l");
     q.push(") ");
 }
 
 pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> AppResult<Funnel> {
     let backend = db.get_database_backend();
-    let mut q = Sql::new(backend);
-    funnel_cte(&mut q, p, f);
-    q.push("SELECT COUNT(t1) AS r1, COUNT(t2) AS r2, COUNT(t3) AS r3, COUNT(t4) AS r4, COUNT(t5) AS r5, COUNT(t6) AS r6");
     let diff = |q: &Sql, k: usize| q.hours(&format!("t{k}"), &format!("t{}", k + 1));
-    if backend == DbBackend::Postgres {
-        // One pass: an ordered-set aggregate per step.
-        for k in 1..=5 {
-            let d = diff(&q, k);
-            q.push(&format!(
-                ", CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY {d}) FILTER (WHERE t{k} IS NOT NULL AND t{} IS NOT NULL) AS DOUBLE PRECISION) AS m{k}",
-                k + 1
-            ));
-        }
-    }
-    q.push(" FROM reach");
-    let row = db.query_one_raw(q.statement()).await?;
     let mut reached = [0i64; 6];
     let mut medians = [None; 6];
-    if let Some(row) = &row {
-        for (i, r) in reached.iter_mut().enumerate() {
-            *r = i64_at(row, &format!("r{}", i + 1))?;
+    let mut counts = Sql::new(backend);
+    funnel_cte(&mut counts, p, f, false);
+    counts.push("SELECT COUNT(t1) AS r1, COUNT(t2) AS r2, COUNT(t3) AS r3, COUNT(t4) AS r4, COUNT(t5) AS r5, COUNT(t6) AS r6 FROM reach");
+    if backend == DbBackend::Postgres {
+        // Three statements at once: the counts (a parallel scan) and the
+        // medians in two halves (`percentile_cont` sorts in one process).
+        // Every step ends at MQL or later, so the medians read only leads
+        // that became MQL (their own partial index).
+        let half = |steps: std::ops::RangeInclusive<usize>| {
+            let mut q = Sql::new(backend);
+            funnel_cte(&mut q, p, f, true);
+            let cols = steps
+                .map(|k| {
+                    format!(
+                        "CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY {}) FILTER (WHERE t{k} IS NOT NULL AND t{} IS NOT NULL) AS DOUBLE PRECISION) AS m{k}",
+                        diff(&q, k),
+                        k + 1
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            q.push(&format!("SELECT {cols} FROM reach"));
+            q
+        };
+        let (first, rest) = (half(1..=1), half(2..=5));
+        let (c, m1, m2) = tokio::try_join!(
+            db.query_one_raw(counts.statement()),
+            db.query_one_raw(first.statement()),
+            db.query_one_raw(rest.statement()),
+        )?;
+        if let Some(row) = &c {
+            for (i, r) in reached.iter_mut().enumerate() {
+                *r = i64_at(row, &format!("r{}", i + 1))?;
+            }
         }
-        if backend == DbBackend::Postgres {
-            for (k, m) in medians.iter_mut().take(5).enumerate() {
+        if let Some(row) = &m1 {
+            medians[0] = f64_at(row, "m1")?;
+        }
+        if let Some(row) = &m2 {
+            for (k, m) in medians.iter_mut().enumerate().take(5).skip(1) {
                 *m = f64_at(row, &format!("m{}", k + 1))?;
             }
         }
-    }
-    if backend != DbBackend::Postgres {
+    } else {
+        if let Some(row) = db.query_one_raw(counts.statement()).await? {
+            for (i, r) in reached.iter_mut().enumerate() {
+                *r = i64_at(&row, &format!("r{}", i + 1))?;
+            }
+        }
         let mut q = Sql::new(backend);
-        funnel_cte(&mut q, p, f);
+        funnel_cte(&mut q, p, f, false);
         let rel = (1..=5)
             .map(|k| {
                 format!(
