@@ -6,7 +6,9 @@ use super::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, ErrorCode};
 use crate::metrics::cache::{self, MetricsCache};
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
+};
 use async_graphql::{ErrorExtensionValues, Request, ServerError, Value, Variables};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -203,15 +205,17 @@ fn params_from_query_string(raw: &str) -> Result<Params, &'static str> {
 }
 
 /// The operation `name` selects in `doc` (the only one when unnamed).
-fn selected_operation(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
-    match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(n)) => ops.get(n).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
-        _ => None,
-    }
+fn selected_operation<'a>(
+    doc: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
+    let op = match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(n)) => ops.get(n)?,
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?,
+        _ => return None,
+    };
+    Some(&op.node)
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, AppError> {
@@ -261,7 +265,7 @@ async fn execute(
     };
     if get
         && selected_operation(&doc, params.operation_name.as_deref())
-            == Some(OperationType::Mutation)
+            .is_some_and(|op| op.ty == OperationType::Mutation)
     {
         let mut res = respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -274,9 +278,10 @@ async fn execute(
     }
     let operation_name = params.operation_name.clone();
     let operation = selected_operation(&doc, operation_name.as_deref());
+    let is_mutation = operation.is_some_and(|op| op.ty == OperationType::Mutation);
     // A dashboard's repeated metric query: served from the cache while no write intervened.
     let mut cache_key = None;
-    if state.metrics_cache.enabled() && cache::metrics_only(&doc, operation_name.as_deref()) {
+    if state.metrics_cache.enabled() && operation.is_some_and(cache::metrics_only) {
         match cache::data_version(&state.db).await {
             Ok(version) => {
                 let key = MetricsCache::key(
@@ -326,9 +331,7 @@ async fn execute(
         Duration::from_micros(state.config.loader_delay_us),
     );
     let response = state.schema.execute(request).await;
-    if operation == Some(OperationType::Mutation)
-        && let Err(e) = cache::bump(&state.db).await
-    {
+    if is_mutation && let Err(e) = cache::bump(&state.db).await {
         tracing::error!(error = %e, "could not bump the data version after a mutation");
     }
 

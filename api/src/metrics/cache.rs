@@ -14,9 +14,7 @@
 //!   holds at most `MAX_BYTES` of responses.
 
 use crate::error::AppResult;
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationType, Selection,
-};
+use async_graphql::parser::types::{OperationDefinition, OperationType, Selection};
 use entity::enums::Role;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value as Json;
@@ -83,24 +81,12 @@ impl MetricsCache {
     }
 }
 
-/// Whether the operation `name` of `doc` is a query selecting only `metrics`
-/// (and `__typename`) at its root.
-pub fn metrics_only(doc: &ExecutableDocument, name: Option<&str>) -> bool {
-    let op = match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(n)) => match ops.get(n) {
-            Some(op) => op,
-            None => return false,
-        },
-        (DocumentOperations::Multiple(ops), None) => match ops.values().next() {
-            Some(op) if ops.len() == 1 => op,
-            _ => return false,
-        },
-    };
-    if op.node.ty != OperationType::Query {
+/// Whether `op` is a query selecting only `metrics` (and `__typename`) at its root.
+pub fn metrics_only(op: &OperationDefinition) -> bool {
+    if op.ty != OperationType::Query {
         return false;
     }
-    let items = &op.node.selection_set.node.items;
+    let items = &op.selection_set.node.items;
     !items.is_empty()
         && items.iter().all(|s| match &s.node {
             Selection::Field(f) => {

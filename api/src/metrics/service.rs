@@ -187,6 +187,16 @@ fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter, mql_only: bool) {
     q.push(") ");
 }
 
+/// `r1`…`r6` of the funnel's counts row.
+fn read_reached(row: Option<&QueryResult>, reached: &mut [i64; 6]) -> AppResult<()> {
+    if let Some(row) = row {
+        for (i, r) in reached.iter_mut().enumerate() {
+            *r = i64_at(row, &format!("r{}", i + 1))?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> AppResult<Funnel> {
     let backend = db.get_database_backend();
     let diff = |q: &Sql, k: usize| q.hours(&format!("t{k}"), &format!("t{}", k + 1));
@@ -222,25 +232,17 @@ pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> 
             db.query_one_raw(first.statement()),
             db.query_one_raw(rest.statement()),
         )?;
-        if let Some(row) = &c {
-            for (i, r) in reached.iter_mut().enumerate() {
-                *r = i64_at(row, &format!("r{}", i + 1))?;
-            }
-        }
-        if let Some(row) = &m1 {
-            medians[0] = f64_at(row, "m1")?;
-        }
-        if let Some(row) = &m2 {
-            for (k, m) in medians.iter_mut().enumerate().take(5).skip(1) {
-                *m = f64_at(row, &format!("m{}", k + 1))?;
+        read_reached(c.as_ref(), &mut reached)?;
+        for (row, steps) in [(m1, 1..=1), (m2, 2..=5)] {
+            if let Some(row) = row {
+                for k in steps {
+                    medians[k - 1] = f64_at(&row, &format!("m{k}"))?;
+                }
             }
         }
     } else {
-        if let Some(row) = db.query_one_raw(counts.statement()).await? {
-            for (i, r) in reached.iter_mut().enumerate() {
-                *r = i64_at(&row, &format!("r{}", i + 1))?;
-            }
-        }
+        let row = db.query_one_raw(counts.statement()).await?;
+        read_reached(row.as_ref(), &mut reached)?;
         let mut q = Sql::new(backend);
         funnel_cte(&mut q, p, f, false);
         let rel = (1..=5)
