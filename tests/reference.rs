@@ -680,7 +680,24 @@ db_test!(metrics_match_reference_on_seeded_data, |app| async move {
             ..Filter::default()
         },
     ];
-    let mut runs = vec![(year, Filter::default()), (quarter, Filter::default())];
+    // Bounds inside a day: whole days come from the rollups, the two partial
+    // days at the ends from the leads themselves.
+    let ragged = Period {
+        from: anchor() - Duration::days(200) + Duration::minutes(7 * 60 + 13),
+        to: anchor() - Duration::days(20) - Duration::minutes(5 * 60 + 1),
+    };
+    let mut runs = vec![
+        (year, Filter::default()),
+        (quarter, Filter::default()),
+        (ragged, Filter::default()),
+        (
+            ragged,
+            Filter {
+                team: Some(team),
+                ..Filter::default()
+            },
+        ),
+    ];
     runs.extend(filters.iter().skip(1).map(|f| (year, *f)));
     for (p, f) in runs {
         let resp = app

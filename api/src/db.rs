@@ -64,8 +64,18 @@ pub async fn connect(
     Ok(db)
 }
 
+/// Runs the pending migrations, then rebuilds the metric rollups when they
+/// predate this code (see `metrics::rollups`).
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    Migrator::up(db, None).await?;
+    let started = std::time::Instant::now();
+    if crate::metrics::rollups::ensure(db).await? {
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "rebuilt the metric rollups"
+        );
+    }
+    Ok(())
 }
 
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {

@@ -565,6 +565,7 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
     if let Some(b) = bar {
         b.finish();
     }
+    crate::metrics::rollups::rebuild(db).await?;
     crate::metrics::cache::bump(db).await?;
     Ok(report)
 }

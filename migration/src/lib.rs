@@ -8,6 +8,7 @@ mod m20261124_000002_bi_views;
 mod m20261124_000003_lead_stage_times;
 mod m20261126_000004_data_version;
 mod m20261126_000005_metric_indexes;
+mod m20261127_000006_metric_rollups;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_lead_stage_times::Migration),
             Box::new(m20261126_000004_data_version::Migration),
             Box::new(m20261126_000005_metric_indexes::Migration),
+            Box::new(m20261127_000006_metric_rollups::Migration),
         ]
     }
 }

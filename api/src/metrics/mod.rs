@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod graphql;
+pub mod rollups;
 pub mod service;
 mod sql;
 

@@ -73,6 +73,16 @@ fn lead_conditions(q: &mut Sql, f: &MetricFilter, l: &str) {
     }
 }
 
+fn has_opp_conditions(f: &MetricFilter) -> bool {
+    f.segment.is_some()
+        || f.is_target.is_some()
+        || f.source.is_some()
+        || f.campaign_id.is_some()
+        || f.team_id.is_some()
+        || f.owner_id.is_some()
+        || !f.account_ids.is_empty()
+}
+
 /// Opportunity metrics: segment and target from the account, source and
 /// campaign from the originating lead (none without a lead), team from the owner.
 fn opp_conditions(q: &mut Sql, f: &MetricFilter, o: &str) {
@@ -187,6 +197,174 @@ fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter, mql_only: bool) {
     q.push(") ");
 }
 
+/// How a lead-cohort count over a period reads: whole UTC days from
+/// `lead_rollup`, the partial days at either end from the leads themselves.
+struct CohortSplit {
+    /// `[first, end)` whole days, when the filter is one the rollup keeps.
+    days: Option<(NaiveDate, NaiveDate)>,
+    /// The parts of the period read from `leads`.
+    raw: Vec<Period>,
+}
+
+fn midnight(d: NaiveDate) -> DateTime<Utc> {
+    d.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+impl CohortSplit {
+    fn new(p: &Period, f: &MetricFilter, key: GroupKey) -> CohortSplit {
+        let whole = CohortSplit {
+            days: None,
+            raw: vec![*p],
+        };
+        // Segment and target belong to the account, which may change: the
+        // rollup does not keep them (nor single accounts).
+        if key == GroupKey::By(GroupBy::Segment)
+            || f.segment.is_some()
+            || f.is_target.is_some()
+            || !f.account_ids.is_empty()
+        {
+            return whole;
+        }
+        let mut first = p.from.date_naive();
+        if midnight(first) < p.from {
+            first = first + Duration::days(1);
+        }
+        let end = p.to.date_naive();
+        if first >= end {
+            return whole;
+        }
+        let raw = [(p.from, midnight(first)), (midnight(end), p.to)]
+            .into_iter()
+            .filter(|(a, b)| a < b)
+            .map(|(from, to)| Period { from, to })
+            .collect();
+        CohortSplit {
+            days: Some((first, end)),
+            raw,
+        }
+    }
+}
+
+/// ` AND …` for the filters `lead_rollup` keeps (see `CohortSplit`).
+fn rollup_conditions(q: &mut Sql, f: &MetricFilter) {
+    if let Some(s) = f.source {
+        q.push(" AND r.source = ").bind(s.as_str());
+    }
+    if let Some(c) = f.campaign_id {
+        q.push(" AND r.campaign_id = ").bind(c);
+    }
+    if let Some(t) = f.team_id {
+        q.push(" AND r.team_id = ").bind(t);
+    }
+    if let Some(o) = f.owner_id {
+        q.push(" AND r.owner_id = ").bind(o);
+    }
+}
+
+/// The funnel's counts `r1`…`r6` (and `opps`, leads converted into an
+/// opportunity) for the cohort, per group `g` (a constant when `key` is).
+/// `key` maps a rollup row (`r`, campaigns `gc`) and a lead (`l`,
+/// campaigns `gc`, accounts `ga`) to its group.
+fn cohort_counts(q: &mut Sql, p: &Period, f: &MetricFilter, key: GroupKey) {
+    let split = CohortSplit::new(p, f, key);
+    let mut parts = 0;
+    q.push("SELECT g");
+    for c in ["r1", "r2", "r3", "r4", "r5", "opps", "r6", "won_amount"] {
+        q.push(&format!(", {} AS {c}", sum(c)));
+    }
+    q.push(" FROM (");
+    if let Some((first, end)) = split.days {
+        q.push(&format!(
+            "SELECT {g} AS g, SUM(r.leads) AS r1, SUM(r.mqls) AS r2, SUM(r.sals) AS r3, SUM(r.sqls) AS r4, \
+             SUM(r.converted) AS r5, SUM(r.opportunities) AS opps, SUM(r.won) AS r6, SUM(r.won_amount) AS won_amount \
+             FROM lead_rollup r{join} WHERE r.day >= ",
+            g = key.rollup(q.backend),
+            join = key.rollup_join(),
+        ))
+        .bind(first)
+        .push(" AND r.day < ")
+        .bind(end);
+        rollup_conditions(q, f);
+        q.push(" GROUP BY 1");
+        parts += 1;
+    }
+    for part in &split.raw {
+        if parts > 0 {
+            q.push(" UNION ALL ");
+        }
+        q.push(&format!(
+            "SELECT {g} AS g, COUNT(*) AS r1, COUNT(l.mql_at) AS r2, COUNT(l.sal_at) AS r3, COUNT(l.sql_at) AS r4, \
+             COUNT(l.converted_at) AS r5, COUNT(l.converted_opportunity_id) AS opps, \
+             SUM(CASE WHEN o.stage = 'CLOSED_WON' THEN 1 ELSE 0 END) AS r6, \
+             SUM(CASE WHEN o.stage = 'CLOSED_WON' THEN o.amount ELSE 0 END) AS won_amount \
+             FROM leads l{join} LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id WHERE l.created_at >= ",
+            g = key.lead(),
+            join = key.lead_join(),
+        ))
+        .bind(part.from)
+        .push(" AND l.created_at < ")
+        .bind(part.to);
+        lead_conditions(q, f, "l");
+        q.push(" GROUP BY 1");
+        parts += 1;
+    }
+    q.push(") x GROUP BY g");
+}
+
+/// What a cohort count is grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupKey {
+    Nothing,
+    By(GroupBy),
+}
+
+impl GroupKey {
+    fn rollup(self, backend: DbBackend) -> String {
+        match self {
+            GroupKey::Nothing => "0".into(),
+            GroupKey::By(GroupBy::Source) => "r.source".into(),
+            GroupKey::By(GroupBy::Campaign) => match backend {
+                DbBackend::Postgres => {
+                    "NULLIF(r.campaign_id, '00000000-0000-0000-0000-000000000000'::uuid)".into()
+                }
+                _ => "NULLIF(r.campaign_id, X'00000000000000000000000000000000')".into(),
+            },
+            GroupKey::By(GroupBy::CampaignKind) => "gc.kind".into(),
+            // Not kept by the rollup (`CohortSplit` reads the leads).
+            GroupKey::By(GroupBy::Segment) => "NULL".into(),
+        }
+    }
+
+    fn rollup_join(self) -> &'static str {
+        match self {
+            GroupKey::By(GroupBy::CampaignKind) => {
+                " LEFT JOIN campaigns gc ON gc.id = r.campaign_id"
+            }
+            _ => "",
+        }
+    }
+
+    fn lead(self) -> &'static str {
+        match self {
+            GroupKey::Nothing => "0",
+            GroupKey::By(GroupBy::Source) => "l.source",
+            GroupKey::By(GroupBy::Campaign) => "l.campaign_id",
+            GroupKey::By(GroupBy::CampaignKind) => "gc.kind",
+            GroupKey::By(GroupBy::Segment) => "ga.segment",
+        }
+    }
+
+    fn lead_join(self) -> &'static str {
+        match self {
+            GroupKey::By(GroupBy::CampaignKind) => {
+                " LEFT JOIN campaigns gc ON gc.id = l.campaign_id"
+            }
+            GroupKey::By(GroupBy::Segment) => " LEFT JOIN accounts ga ON ga.id = l.account_id",
+            _ => "",
+        }
+    }
+}
+
 /// `r1`…`r6` of the funnel's counts row.
 fn read_reached(row: Option<&QueryResult>, reached: &mut [i64; 6]) -> AppResult<()> {
     if let Some(row) = row {
@@ -203,21 +381,22 @@ pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> 
     let mut reached = [0i64; 6];
     let mut medians = [None; 6];
     let mut counts = Sql::new(backend);
-    funnel_cte(&mut counts, p, f, false);
-    counts.push("SELECT COUNT(t1) AS r1, COUNT(t2) AS r2, COUNT(t3) AS r3, COUNT(t4) AS r4, COUNT(t5) AS r5, COUNT(t6) AS r6 FROM reach");
+    cohort_counts(&mut counts, p, f, GroupKey::Nothing);
     if backend == DbBackend::Postgres {
-        // Three statements at once: the counts (a parallel scan) and the
-        // medians in two halves (`percentile_cont` sorts in one process).
-        // Every step ends at MQL or later, so the medians read only leads
-        // that became MQL (their own partial index).
-        let half = |steps: std::ops::RangeInclusive<usize>| {
+        // Three statements at once: the counts (from the rollup, so cheap)
+        // and the medians in two halves of about the same number of values
+        // (`percentile_cont` sorts in one process). Every step ends at MQL
+        // or later, so the medians read only leads that became MQL (their
+        // own partial index).
+        let half = |steps: &[usize]| {
             let mut q = Sql::new(backend);
             funnel_cte(&mut q, p, f, true);
             let cols = steps
+                .iter()
                 .map(|k| {
                     format!(
                         "CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY {}) FILTER (WHERE t{k} IS NOT NULL AND t{} IS NOT NULL) AS DOUBLE PRECISION) AS m{k}",
-                        diff(&q, k),
+                        diff(&q, *k),
                         k + 1
                     )
                 })
@@ -226,16 +405,16 @@ pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> 
             q.push(&format!("SELECT {cols} FROM reach"));
             q
         };
-        let (first, rest) = (half(1..=1), half(2..=5));
+        const HALVES: [&[usize]; 2] = [&[1, 4], &[2, 3, 5]];
         let (c, m1, m2) = tokio::try_join!(
             db.query_one_raw(counts.statement()),
-            db.query_one_raw(first.statement()),
-            db.query_one_raw(rest.statement()),
+            db.query_one_raw(half(HALVES[0]).statement()),
+            db.query_one_raw(half(HALVES[1]).statement()),
         )?;
         read_reached(c.as_ref(), &mut reached)?;
-        for (row, steps) in [(m1, 1..=1), (m2, 2..=5)] {
+        for (row, steps) in [(m1, HALVES[0]), (m2, HALVES[1])] {
             if let Some(row) = row {
-                for k in steps {
+                for &k in steps {
                     medians[k - 1] = f64_at(&row, &format!("m{k}"))?;
                 }
             }
@@ -526,45 +705,8 @@ pub async fn closed_loop(
     group: GroupBy,
 ) -> AppResult<Vec<ClosedLoopRow>> {
     let backend = db.get_database_backend();
-    // A join (hashed once) rather than a subquery per lead.
-    let (key, join) = match group {
-        GroupBy::Source => ("l.source", ""),
-        GroupBy::Campaign => ("l.campaign_id", ""),
-        GroupBy::CampaignKind => (
-            "gc.kind",
-            " LEFT JOIN campaigns gc ON gc.id = l.campaign_id",
-        ),
-        GroupBy::Segment => (
-            "ga.segment",
-            " LEFT JOIN accounts ga ON ga.id = l.account_id",
-        ),
-    };
-    // `converted`: only the converted leads (their own, narrow index).
-    let cte = |q: &mut Sql, converted: bool| {
-        q.push(&format!(
-            "WITH cohort AS (SELECT l.id, {key} AS g, l.converted_opportunity_id AS opp, \
-             l.mql_at \
-             FROM leads l{join} WHERE l.created_at >= "
-        ))
-        .bind(p.from)
-        .push(" AND l.created_at < ")
-        .bind(p.to);
-        if converted {
-            q.push(" AND l.converted_opportunity_id IS NOT NULL");
-        }
-        lead_conditions(q, f, "l");
-        q.push(") ");
-    };
     let mut q = Sql::new(backend);
-    cte(&mut q, false);
-    q.push(&format!(
-        "SELECT c.g AS g, COUNT(*) AS leads, {} AS mqls, COUNT(c.opp) AS opps, \
-         {} AS won, {} AS won_amount \
-         FROM cohort c LEFT JOIN opportunities o ON o.id = c.opp GROUP BY c.g",
-        sum("CASE WHEN c.mql_at IS NOT NULL THEN 1 ELSE 0 END"),
-        sum("CASE WHEN o.stage = 'CLOSED_WON' THEN 1 ELSE 0 END"),
-        sum("CASE WHEN o.stage = 'CLOSED_WON' THEN o.amount ELSE 0 END"),
-    ));
+    cohort_counts(&mut q, p, f, GroupKey::By(group));
     let rows = db.query_all_raw(q.statement()).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -573,17 +715,29 @@ pub async fn closed_loop(
             key,
             campaign_id,
             campaign_name: None,
-            leads: i64_at(&row, "leads")?,
-            mqls: i64_at(&row, "mqls")?,
+            leads: i64_at(&row, "r1")?,
+            mqls: i64_at(&row, "r2")?,
             opportunities: i64_at(&row, "opps")?,
-            won: i64_at(&row, "won")?,
+            won: i64_at(&row, "r6")?,
             won_amount: i64_at(&row, "won_amount")?,
             median_cycle_days: None,
         });
     }
-    // Medians of the sales cycle per group, in one more statement.
+    // Medians of the sales cycle per group, in one more statement, over the
+    // cohort's converted leads only (their own, narrow index).
     let mut q = Sql::new(backend);
-    cte(&mut q, true);
+    let key = GroupKey::By(group);
+    q.push(&format!(
+        "WITH cohort AS (SELECT {} AS g, l.converted_opportunity_id AS opp FROM leads l{} WHERE l.created_at >= ",
+        key.lead(),
+        key.lead_join()
+    ))
+    .bind(p.from)
+    .push(" AND l.created_at < ")
+    .bind(p.to)
+    .push(" AND l.converted_opportunity_id IS NOT NULL");
+    lead_conditions(&mut q, f, "l");
+    q.push(") ");
     let days = format!("{} / 24.0", q.hours("o.created_at", "o.closed_at"));
     let m = q.median_by(&format!(
         "SELECT c.g AS k, {days} AS v FROM cohort c JOIN opportunities o ON o.id = c.opp WHERE o.stage = 'CLOSED_WON'"
@@ -673,8 +827,24 @@ pub struct Credit {
     pub share_parts: Vec<(i64, i64)>,
 }
 
+impl Model {
+    /// As `attribution_credits.model` stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Model::FirstTouch => "FIRST_TOUCH",
+            Model::LastTouch => "LAST_TOUCH",
+            Model::Linear => "LINEAR",
+            Model::WShaped => "W_SHAPED",
+        }
+    }
+}
+
 /// Revenue won in the period, credited to campaigns by `model`.
 /// Returns the credits and the total won amount (storage units).
+///
+/// Reads the credits each won opportunity gave when it was won (kept by
+/// `rollups`), summed per campaign and denominator so that the sums stay
+/// exact; rows with no campaign are the unattributed revenue.
 pub async fn attribution(
     db: &impl ConnectionTrait,
     p: &Period,
@@ -682,47 +852,42 @@ pub async fn attribution(
     model: Model,
 ) -> AppResult<(Vec<Credit>, i64)> {
     let backend = db.get_database_backend();
-    let cte = |q: &mut Sql| {
-        q.push("WITH won AS (SELECT o.id, o.amount, o.lead_id, o.created_at FROM opportunities o WHERE o.stage = 'CLOSED_WON' AND o.closed_at >= ")
-            .bind(p.from)
-            .push(" AND o.closed_at < ")
-            .bind(p.to);
-        opp_conditions(q, f, "o");
-        q.push(
-            "), t AS (SELECT w.id AS opp, w.amount, tp.campaign_id, tp.occurred_at, w.lead_id, \
-             ROW_NUMBER() OVER (PARTITION BY w.id ORDER BY tp.occurred_at, tp.id) AS rn, \
-             COUNT(*) OVER (PARTITION BY w.id) AS n \
-             FROM won w JOIN touchpoints tp ON tp.lead_id = w.lead_id AND tp.occurred_at < w.created_at), \
-             mql AS (SELECT sc.lead_id, MIN(sc.at) AS at FROM stage_changes sc \
-             WHERE sc.to_stage = 'MQL' AND sc.lead_id IN (SELECT lead_id FROM won) GROUP BY sc.lead_id), \
-             m AS (SELECT t.opp, MAX(t.rn) AS mrn FROM t JOIN mql ON mql.lead_id = t.lead_id \
-             WHERE t.occurred_at <= mql.at GROUP BY t.opp), \
-             roles AS (SELECT t.opp, t.amount, t.campaign_id, t.rn, t.n, COALESCE(m.mrn, t.n) AS mrn FROM t LEFT JOIN m ON m.opp = t.opp) ",
-        );
-    };
-    // Per touch: `tenths` of the amount it gets for its roles, and whether it
-    // shares the 10% left to the touches that hold none. `k` counts those.
-    let (select, group) = match model {
-        Model::FirstTouch => (
-            "SELECT campaign_id AS c, 1 AS d, CAST(SUM(amount) AS BIGINT) AS units, COUNT(*) AS shares FROM roles WHERE rn = 1",
-            "campaign_id",
-        ),
-        Model::LastTouch => (
-            "SELECT campaign_id AS c, 1 AS d, CAST(SUM(amount) AS BIGINT) AS units, COUNT(*) AS shares FROM roles WHERE rn = n",
-            "campaign_id",
-        ),
-        Model::Linear => (
-            "SELECT campaign_id AS c, n AS d, CAST(SUM(amount) AS BIGINT) AS units, COUNT(*) AS shares FROM roles",
-            "campaign_id, n",
-        ),
-        Model::WShaped => ("", ""),
-    };
     let mut q = Sql::new(backend);
-    cte(&mut q);
+    q.push(&format!(
+        "SELECT ac.campaign_id AS c, ac.d AS d, {} AS units, {} AS shares FROM attribution_credits ac \
+         WHERE ac.model = ",
+        sum("ac.units"),
+        sum("ac.shares")
+    ))
+    .bind(model.as_str())
+    .push(" AND ac.closed_at >= ")
+    .bind(p.from)
+    .push(" AND ac.closed_at < ")
+    .bind(p.to);
+    if has_opp_conditions(f) {
+        q.push(" AND ac.opportunity_id IN (SELECT o.id FROM opportunities o WHERE 1 = 1");
+        opp_conditions(&mut q, f, "o");
+        q.push(")");
+    }
+    // In the same statement: the total won (d = -1).
+    q.push(&format!(
+        " GROUP BY ac.campaign_id, ac.d UNION ALL SELECT NULL AS c, -1 AS d, {} AS units, 0 AS shares",
+        sum("o.amount")
+    ));
+    closed_in(&mut q, p, f);
+    q.push(" AND o.stage = 'CLOSED_WON'");
     let mut credits: Vec<Credit> = Vec::new();
-    let mut add = |c: Option<Uuid>, units: i64, d: i64, shares: i64| {
-        if d == 0 {
-            return;
+    let mut total = 0;
+    for row in db.query_all_raw(q.statement()).await? {
+        let c: Option<Uuid> = row.try_get("", "c")?;
+        let d = i64_at(&row, "d")?;
+        let (units, shares) = (i64_at(&row, "units")?, i64_at(&row, "shares")?);
+        if d == -1 {
+            total = units;
+            continue;
+        }
+        if d <= 0 {
+            continue;
         }
         match credits.iter_mut().find(|cr| cr.campaign_id == c) {
             Some(cr) => {
@@ -736,53 +901,6 @@ pub async fn attribution(
                 share_parts: vec![(shares, d)],
             }),
         }
-    };
-    if model == Model::WShaped {
-        // k = touches holding no role; roles add up where one touch holds several.
-        q.push(&format!(
-            "SELECT campaign_id AS c, 10 AS d, {u} AS units, {s} AS shares FROM (SELECT roles.*, \
-             (CASE WHEN rn = 1 THEN 3 ELSE 0 END) + (CASE WHEN rn = n THEN 3 ELSE 0 END) + (CASE WHEN rn = mrn THEN 3 ELSE 0 END) \
-             + (CASE WHEN rn = n AND n - (CASE WHEN mrn = 1 OR mrn = n THEN 0 ELSE 1 END) - (CASE WHEN n = 1 THEN 1 ELSE 2 END) = 0 THEN 1 ELSE 0 END) AS tenths \
-             FROM roles) r WHERE tenths > 0 GROUP BY campaign_id \
-             UNION ALL \
-             SELECT campaign_id AS c, 10 * (n - (CASE WHEN mrn = 1 OR mrn = n THEN 0 ELSE 1 END) - (CASE WHEN n = 1 THEN 1 ELSE 2 END)) AS d, \
-             {u1} AS units, COUNT(*) AS shares FROM roles \
-             WHERE rn <> 1 AND rn <> n AND rn <> mrn GROUP BY campaign_id, n, mrn",
-            u = sum("amount * tenths"),
-            s = sum("tenths"),
-            u1 = sum("amount"),
-        ));
-    } else {
-        q.push(&format!("{select} GROUP BY {group}"));
-    }
-    // In the same statement (the touches are ranked once): the total won
-    // (d = -1) and the revenue with no touch (d = -2).
-    q.push(&format!(
-        " UNION ALL SELECT NULL AS c, -1 AS d, {} AS units, 0 AS shares FROM won w \
-         UNION ALL SELECT NULL AS c, -2 AS d, {} AS units, {} AS shares FROM won w \
-         WHERE w.id NOT IN (SELECT opp FROM t WHERE rn = 1)",
-        sum("w.amount"),
-        sum("w.amount"),
-        sum("1"),
-    ));
-    let mut total = 0;
-    let mut bare = (0, 0);
-    for row in db.query_all_raw(q.statement()).await? {
-        let c: Option<Uuid> = row.try_get("", "c")?;
-        let d = i64_at(&row, "d")?;
-        match d {
-            -1 => total = i64_at(&row, "units")?,
-            -2 => bare = (i64_at(&row, "units")?, i64_at(&row, "shares")?),
-            _ => add(c, i64_at(&row, "units")?, d, i64_at(&row, "shares")?),
-        }
-    }
-    if bare.1 > 0 {
-        credits.push(Credit {
-            campaign_id: None,
-            campaign_name: None,
-            parts: vec![(bare.0, 1)],
-            share_parts: vec![(bare.1, 1)],
-        });
     }
     let ids: Vec<Uuid> = credits.iter().filter_map(|c| c.campaign_id).collect();
     let names = campaign_names(db, &ids).await?;

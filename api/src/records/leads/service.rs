@@ -1,6 +1,7 @@
 //! Leads: the funnel's people. Every stage change is recorded.
 
 use crate::error::{AppError, AppResult};
+use crate::metrics::rollups::{self, Leads, Won};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{
     Patch, TimeRange, email_domain, normalize_email, not_future, now, optional_text,
@@ -315,6 +316,7 @@ pub async fn create(
     apply(&mut am, &f)?;
     note_entry(&mut am, stage, at);
     let created = am.insert(db).await?;
+    rollups::leads_after(db, Leads::Lead(created.id)).await?;
     stage_changes::record(
         db,
         Subject::Lead(created.id),
@@ -384,21 +386,41 @@ pub async fn create_many<C: ConnectionTrait + TransactionTrait>(
     Ok(out)
 }
 
-pub async fn update(
-    db: &impl ConnectionTrait,
+/// Updates a lead's fields, in one transaction with the funnel rollup.
+pub async fn update<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
     id: Uuid,
     fields: LeadFields,
 ) -> AppResult<lead::Model> {
-    check_refs(db, &fields).await?;
-    let mut am = get(db, id).await?.into_active_model();
+    let txn = db.begin().await?;
+    check_refs(&txn, &fields).await?;
+    let mut am = get(&txn, id).await?.into_active_model();
     apply(&mut am, &fields)?;
     am.updated_at = Set(now());
-    Ok(am.update(db).await?)
+    rollups::leads_before(&txn, Leads::Lead(id)).await?;
+    let updated = am.update(&txn).await?;
+    rollups::leads_after(&txn, Leads::Lead(id)).await?;
+    txn.commit().await?;
+    Ok(updated)
 }
 
 /// Moves a lead to `to`, recording the change. CONVERTED leads are final;
 /// CONVERTED itself is reached through `convert`.
-pub async fn change_stage(
+pub async fn change_stage<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    id: Uuid,
+    to: LeadStage,
+    reason: Option<String>,
+    at: Option<DateTime<Utc>>,
+) -> AppResult<lead::Model> {
+    let txn = db.begin().await?;
+    let updated = change_stage_in(&txn, actor, id, to, reason, at).await?;
+    txn.commit().await?;
+    Ok(updated)
+}
+
+async fn change_stage_in(
     db: &impl ConnectionTrait,
     actor: &Actor,
     id: Uuid,
@@ -431,7 +453,9 @@ pub async fn change_stage(
     am.stage = Set(to);
     note_entry(&mut am, to, at);
     am.updated_at = Set(now());
+    rollups::leads_before(db, Leads::Lead(id)).await?;
     let updated = am.update(db).await?;
+    rollups::leads_after(db, Leads::Lead(id)).await?;
     stage_changes::record(
         db,
         Subject::Lead(id),
@@ -442,6 +466,8 @@ pub async fn change_stage(
         optional_text(reason, "reason")?,
     )
     .await?;
+    // W-shaped credit reads the lead's first entry into MQL.
+    rollups::refresh_credits(db, Won::Lead(id)).await?;
     Ok(updated)
 }
 
@@ -503,7 +529,9 @@ pub async fn convert<C: ConnectionTrait + TransactionTrait>(
     note_entry(&mut am, LeadStage::Converted, at);
     am.converted_opportunity_id = Set(Some(opp.id));
     am.updated_at = Set(now());
+    rollups::leads_before(&txn, Leads::Lead(id)).await?;
     let lead = am.update(&txn).await?;
+    rollups::leads_after(&txn, Leads::Lead(id)).await?;
     stage_changes::record(
         &txn,
         Subject::Lead(id),
@@ -537,7 +565,7 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
             if let Some(to) = stage
                 && to != updated.stage
             {
-                updated = change_stage(&txn, actor, id, to, Some("synced".into()), None).await?;
+                updated = change_stage_in(&txn, actor, id, to, Some("synced".into()), None).await?;
             }
             updated
         }
@@ -551,28 +579,33 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
     Ok(model)
 }
 
-/// Records a marketing touch of a lead by a campaign (attribution reads these).
-pub async fn record_touchpoint(
-    db: &impl ConnectionTrait,
+/// Records a marketing touch of a lead by a campaign (attribution reads
+/// these), and re-credits the lead's won opportunities in the same transaction.
+pub async fn record_touchpoint<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
     lead_id: Uuid,
     campaign_id: Uuid,
     occurred_at: Option<DateTime<Utc>>,
 ) -> AppResult<touchpoint::Model> {
-    get(db, lead_id).await?;
-    crate::records::campaigns::service::get(db, campaign_id).await?;
+    let txn = db.begin().await?;
+    get(&txn, lead_id).await?;
+    crate::records::campaigns::service::get(&txn, campaign_id).await?;
     let at = match occurred_at {
         Some(t) => not_future(t, "occurredAt")?,
         None => now(),
     };
-    Ok(touchpoint::ActiveModel {
+    let touch = touchpoint::ActiveModel {
         id: Set(Uuid::now_v7()),
         lead_id: Set(lead_id),
         campaign_id: Set(campaign_id),
         occurred_at: Set(at),
         created_at: Set(now()),
     }
-    .insert(db)
-    .await?)
+    .insert(&txn)
+    .await?;
+    rollups::refresh_credits(&txn, Won::Lead(lead_id)).await?;
+    txn.commit().await?;
+    Ok(touch)
 }
 
 /// Touchpoints of a lead, oldest first.

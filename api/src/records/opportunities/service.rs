@@ -2,6 +2,7 @@
 //! closed opportunities are final.
 
 use crate::error::{AppError, AppResult};
+use crate::metrics::rollups::{self, Leads, Won};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{
     Patch, TimeRange, not_future, now, optional_text, required_text, search_condition,
@@ -256,7 +257,7 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
         && stage != created.stage
     {
         let at = initial.closed_at.filter(|_| stage.is_closed());
-        created = change_stage(
+        created = change_stage_in(
             &txn,
             actor,
             created.id,
@@ -290,13 +291,29 @@ pub struct OpportunityPatch {
     pub sourced_by: Option<SourcedBy>,
 }
 
-pub async fn update(
+/// Updates an opportunity's fields; a won one's amount also changes its
+/// lead's funnel rollup and its attribution credits, in the same transaction.
+pub async fn update<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    id: Uuid,
+    patch: OpportunityPatch,
+) -> AppResult<opportunity::Model> {
+    let txn = db.begin().await?;
+    let updated = update_in(&txn, id, patch).await?;
+    txn.commit().await?;
+    Ok(updated)
+}
+
+async fn update_in(
     db: &impl ConnectionTrait,
     id: Uuid,
     patch: OpportunityPatch,
 ) -> AppResult<opportunity::Model> {
     check_refs(db, patch.account_id, patch.owner_id.flatten(), None).await?;
-    let mut am = get(db, id).await?.into_active_model();
+    let current = get(db, id).await?;
+    let won_amount_changes = current.stage == OpportunityStage::ClosedWon
+        && patch.amount.is_some_and(|a| a != current.amount);
+    let mut am = current.into_active_model();
     if let Some(name) = patch.name {
         am.name = Set(required_text(&name, "name")?);
     }
@@ -322,12 +339,34 @@ pub async fn update(
         am.sourced_by = Set(s);
     }
     am.updated_at = Set(now());
-    Ok(am.update(db).await?)
+    if !won_amount_changes {
+        return Ok(am.update(db).await?);
+    }
+    rollups::leads_before(db, Leads::ConvertedTo(id)).await?;
+    let updated = am.update(db).await?;
+    rollups::leads_after(db, Leads::ConvertedTo(id)).await?;
+    rollups::refresh_credits(db, Won::Opportunity(id)).await?;
+    Ok(updated)
 }
 
 /// Moves an opportunity to `to`. Closed ones are final; CLOSED_LOST needs a
 /// lost reason; closing sets `closedAt` (the backfilled `at`, or now).
-pub async fn change_stage(
+pub async fn change_stage<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    id: Uuid,
+    to: OpportunityStage,
+    lost_reason: Option<String>,
+    reason: Option<String>,
+    at: Option<DateTime<Utc>>,
+) -> AppResult<opportunity::Model> {
+    let txn = db.begin().await?;
+    let updated = change_stage_in(&txn, actor, id, to, lost_reason, reason, at).await?;
+    txn.commit().await?;
+    Ok(updated)
+}
+
+async fn change_stage_in(
     db: &impl ConnectionTrait,
     actor: &Actor,
     id: Uuid,
@@ -367,7 +406,15 @@ pub async fn change_stage(
         am.lost_reason = Set(lost_reason);
     }
     am.updated_at = Set(now());
+    let won = to == OpportunityStage::ClosedWon;
+    if won {
+        rollups::leads_before(db, Leads::ConvertedTo(id)).await?;
+    }
     let updated = am.update(db).await?;
+    if won {
+        rollups::leads_after(db, Leads::ConvertedTo(id)).await?;
+        rollups::refresh_credits(db, Won::Opportunity(id)).await?;
+    }
     stage_changes::record(
         db,
         Subject::Opportunity(id),
@@ -401,12 +448,12 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
                 expected_close_date: input.expected_close_date.map(Some),
                 sourced_by: Some(input.sourced_by),
             };
-            let mut updated = update(&txn, id, patch).await?;
+            let mut updated = update_in(&txn, id, patch).await?;
             if let Some(to) = initial.stage
                 && to != updated.stage
             {
                 let at = initial.closed_at.filter(|_| to.is_closed());
-                updated = change_stage(
+                updated = change_stage_in(
                     &txn,
                     actor,
                     id,
@@ -425,8 +472,9 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
                 && to != created.stage
             {
                 let at = initial.closed_at.filter(|_| to.is_closed());
-                created = change_stage(&txn, actor, created.id, to, initial.lost_reason, None, at)
-                    .await?;
+                created =
+                    change_stage_in(&txn, actor, created.id, to, initial.lost_reason, None, at)
+                        .await?;
             }
             external_ids::link(&txn, RecordKind::Opportunity, &key, created.id).await?;
             created

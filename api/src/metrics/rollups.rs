@@ -1,0 +1,284 @@
+//! Rollups: what the heaviest metrics would otherwise recompute from millions
+//! of rows on every request, kept in step with the records by the services,
+//! inside the transaction of each write that changes them (tables in
+//! migration 6):
+//! - `attribution_credits`: the credit each won opportunity gives each
+//!   campaign under every model; written when it is won and rewritten when
+//!   its amount, its lead's touches or its lead's MQL entry change;
+//! - `lead_rollup`: per day of creation and per source, campaign, team and
+//!   owner, the funnel counts of the leads created that day.
+//!
+//! `rebuild` recomputes both from the records (the seed, and `ensure` when a
+//! database's rollups predate this code); a test compares the rollups that
+//! writes kept with a rebuild.
+
+use super::sql::Sql;
+use crate::error::AppResult;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionSession, TransactionTrait};
+use uuid::Uuid;
+
+/// The rollups' definition version: raise it when what they hold changes,
+/// and every database rebuilds them on its next start.
+pub const VERSION: i64 = 1;
+
+/// The models credits are kept for, as stored.
+pub const MODELS: [&str; 4] = ["FIRST_TOUCH", "LAST_TOUCH", "LINEAR", "W_SHAPED"];
+
+/// Which won opportunities a credit refresh concerns.
+#[derive(Debug, Clone, Copy)]
+pub enum Won {
+    All,
+    Opportunity(Uuid),
+    /// The opportunities that came from this lead.
+    Lead(Uuid),
+}
+
+impl Won {
+    /// ` AND …` over `opportunities o`.
+    fn condition(self, q: &mut Sql) {
+        match self {
+            Won::All => {}
+            Won::Opportunity(id) => {
+                q.push(" AND o.id = ").bind(id);
+            }
+            Won::Lead(id) => {
+                q.push(" AND o.lead_id = ").bind(id);
+            }
+        }
+    }
+}
+
+/// `INSERT`s the credits of the won opportunities in `scope`, per model.
+///
+/// Per opportunity, over its lead's touches before it was created (ordered
+/// by time, then id): rank `rn` of `n`, and `mrn`, the rank of the last touch
+/// at or before the lead first entered MQL (`n` when there is none). Each
+/// row is `units / d` storage units and `shares / d` opportunities.
+fn insert_credits(q: &mut Sql, scope: Won) {
+    q.push(
+        "WITH won AS (SELECT o.id, o.amount, o.lead_id, o.created_at, o.closed_at FROM opportunities o \
+         WHERE o.stage = 'CLOSED_WON' AND o.closed_at IS NOT NULL",
+    );
+    scope.condition(q);
+    let k = "(n - (CASE WHEN mrn = 1 OR mrn = n THEN 0 ELSE 1 END) - (CASE WHEN n = 1 THEN 1 ELSE 2 END))";
+    q.push(&format!(
+        "), t AS (SELECT w.id AS opp, w.amount, w.closed_at, tp.campaign_id, tp.occurred_at, w.lead_id, \
+         ROW_NUMBER() OVER (PARTITION BY w.id ORDER BY tp.occurred_at, tp.id) AS rn, \
+         COUNT(*) OVER (PARTITION BY w.id) AS n \
+         FROM won w JOIN touchpoints tp ON tp.lead_id = w.lead_id AND tp.occurred_at < w.created_at), \
+         mql AS (SELECT sc.lead_id, MIN(sc.at) AS at FROM stage_changes sc \
+         WHERE sc.to_stage = 'MQL' AND sc.lead_id IN (SELECT lead_id FROM won) GROUP BY sc.lead_id), \
+         m AS (SELECT t.opp, MAX(t.rn) AS mrn FROM t JOIN mql ON mql.lead_id = t.lead_id \
+         WHERE t.occurred_at <= mql.at GROUP BY t.opp), \
+         roles AS (SELECT t.opp, t.amount, t.closed_at, t.campaign_id, t.rn, t.n, COALESCE(m.mrn, t.n) AS mrn \
+         FROM t LEFT JOIN m ON m.opp = t.opp), \
+         w_roles AS (SELECT roles.*, \
+         (CASE WHEN rn = 1 THEN 3 ELSE 0 END) + (CASE WHEN rn = n THEN 3 ELSE 0 END) + (CASE WHEN rn = mrn THEN 3 ELSE 0 END) \
+         + (CASE WHEN rn = n AND {k} = 0 THEN 1 ELSE 0 END) AS tenths FROM roles) \
+         INSERT INTO attribution_credits (opportunity_id, model, closed_at, campaign_id, d, units, shares) \
+         SELECT opp, 'FIRST_TOUCH', closed_at, campaign_id, 1, amount, 1 FROM roles WHERE rn = 1 \
+         UNION ALL SELECT opp, 'LAST_TOUCH', closed_at, campaign_id, 1, amount, 1 FROM roles WHERE rn = n \
+         UNION ALL SELECT opp, 'LINEAR', closed_at, campaign_id, n, SUM(amount), COUNT(*) FROM roles \
+         GROUP BY opp, closed_at, campaign_id, n \
+         UNION ALL SELECT opp, 'W_SHAPED', closed_at, campaign_id, 10, SUM(amount * tenths), SUM(tenths) FROM w_roles \
+         WHERE tenths > 0 GROUP BY opp, closed_at, campaign_id \
+         UNION ALL SELECT opp, 'W_SHAPED', closed_at, campaign_id, 10 * {k}, SUM(amount), COUNT(*) FROM roles \
+         WHERE rn <> 1 AND rn <> n AND rn <> mrn GROUP BY opp, closed_at, campaign_id, n, mrn"
+    ));
+    // Revenue with no touch before the opportunity: unattributed, every model.
+    for model in MODELS {
+        q.push(&format!(
+            " UNION ALL SELECT w.id, '{model}', w.closed_at, NULL, 1, w.amount, 1 FROM won w \
+             WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.opp = w.id)"
+        ));
+    }
+}
+
+/// Rewrites the credits of the won opportunities in `scope`. Call it in the
+/// transaction of any write that can change them, after the write.
+pub async fn refresh_credits(db: &impl ConnectionTrait, scope: Won) -> AppResult<()> {
+    let backend = db.get_database_backend();
+    if backend == DbBackend::Postgres {
+        // Writers of the same opportunities take turns: the second one
+        // recomputes from what the first committed.
+        let mut lock = Sql::new(backend);
+        lock.push("SELECT o.id FROM opportunities o WHERE 1 = 1");
+        scope.condition(&mut lock);
+        lock.push(" ORDER BY o.id FOR UPDATE");
+        db.query_all_raw(lock.statement()).await?;
+    }
+    let mut del = Sql::new(backend);
+    del.push("DELETE FROM attribution_credits WHERE opportunity_id IN (SELECT o.id FROM opportunities o WHERE 1 = 1");
+    scope.condition(&mut del);
+    del.push(")");
+    db.execute_raw(del.statement()).await?;
+    let mut ins = Sql::new(backend);
+    insert_credits(&mut ins, scope);
+    db.execute_raw(ins.statement()).await?;
+    Ok(())
+}
+
+/// The leads a lead-rollup change concerns.
+#[derive(Debug, Clone, Copy)]
+pub enum Leads {
+    All,
+    Lead(Uuid),
+    /// The lead converted into this opportunity.
+    ConvertedTo(Uuid),
+}
+
+impl Leads {
+    fn condition(self, q: &mut Sql) {
+        match self {
+            Leads::All => {}
+            Leads::Lead(id) => {
+                q.push(" AND l.id = ").bind(id);
+            }
+            Leads::ConvertedTo(id) => {
+                q.push(" AND l.converted_opportunity_id = ").bind(id);
+            }
+        }
+    }
+}
+
+/// The nil UUID: "none" in `lead_rollup`'s key.
+fn none_id(q: &Sql, col: &str) -> String {
+    match q.backend {
+        DbBackend::Postgres => {
+            format!("COALESCE({col}, '00000000-0000-0000-0000-000000000000'::uuid)")
+        }
+        _ => format!("COALESCE({col}, X'00000000000000000000000000000000')"),
+    }
+}
+
+/// The UTC day of a timestamp column, as `lead_rollup.day` stores it.
+pub fn day_of(backend: DbBackend, col: &str) -> String {
+    match backend {
+        DbBackend::Postgres => format!("CAST({col} AT TIME ZONE 'UTC' AS DATE)"),
+        _ => format!("date({col})"),
+    }
+}
+
+/// Adds (`sign` 1) or takes away (`sign` -1) what the leads in `scope`
+/// contribute to `lead_rollup`, as they stand now in this transaction.
+async fn apply_leads(db: &impl ConnectionTrait, scope: Leads, sign: i64) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let mut q = Sql::new(backend);
+    let cols = [
+        "leads",
+        "mqls",
+        "sals",
+        "sqls",
+        "converted",
+        "opportunities",
+        "won",
+        "won_amount",
+    ];
+    let updates = cols
+        .iter()
+        .map(|c| format!("{c} = lead_rollup.{c} + excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let won = "CASE WHEN o.stage = 'CLOSED_WON' THEN";
+    q.push(&format!(
+        "INSERT INTO lead_rollup (day, source, campaign_id, team_id, owner_id, {cols}) \
+         SELECT {day}, l.source, {campaign}, {team}, {owner}, \
+         {sign} * COUNT(*), {sign} * COUNT(l.mql_at), {sign} * COUNT(l.sal_at), {sign} * COUNT(l.sql_at), \
+         {sign} * COUNT(l.converted_at), {sign} * COUNT(l.converted_opportunity_id), {sign} * SUM({won} 1 ELSE 0 END), {sign} * SUM({won} o.amount ELSE 0 END) \
+         FROM leads l LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id WHERE 1 = 1",
+        cols = cols.join(", "),
+        day = day_of(backend, "l.created_at"),
+        campaign = none_id(&q, "l.campaign_id"),
+        team = none_id(&q, "l.team_id"),
+        owner = none_id(&q, "l.owner_id"),
+    ));
+    scope.condition(&mut q);
+    q.push(&format!(
+        " GROUP BY 1, 2, 3, 4, 5 ON CONFLICT (day, source, campaign_id, team_id, owner_id) DO UPDATE SET {updates}"
+    ));
+    db.execute_raw(q.statement()).await?;
+    Ok(())
+}
+
+/// Before a write that may change what leads in `scope` contribute to the
+/// funnel counts: takes their contribution away (and, on PostgreSQL, locks
+/// them so that concurrent writers take turns). Pair it with `leads_after`.
+pub async fn leads_before(db: &impl ConnectionTrait, scope: Leads) -> AppResult<()> {
+    let backend = db.get_database_backend();
+    if backend == DbBackend::Postgres {
+        let mut lock = Sql::new(backend);
+        lock.push("SELECT l.id FROM leads l WHERE 1 = 1");
+        scope.condition(&mut lock);
+        lock.push(" ORDER BY l.id FOR UPDATE");
+        db.query_all_raw(lock.statement()).await?;
+    }
+    Ok(apply_leads(db, scope, -1).await?)
+}
+
+/// After the write: adds the leads' new contribution back.
+pub async fn leads_after(db: &impl ConnectionTrait, scope: Leads) -> AppResult<()> {
+    Ok(apply_leads(db, scope, 1).await?)
+}
+
+/// Recomputes every rollup from the records, in one transaction.
+pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    rebuild_in(&txn).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    for table in ["attribution_credits", "lead_rollup"] {
+        db.execute_raw(Statement::from_string(
+            backend,
+            format!("DELETE FROM {table}"),
+        ))
+        .await?;
+    }
+    let mut ins = Sql::new(backend);
+    insert_credits(&mut ins, Won::All);
+    db.execute_raw(ins.statement()).await?;
+    apply_leads(db, Leads::All, 1).await?;
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "UPDATE metric_rollups SET version = {} WHERE id = 1",
+            crate::graphql::loaders::placeholder(backend, 1)
+        ),
+        [VERSION.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Rebuilds the rollups when this database's were built by an older
+/// definition (or never): at start-up, after the migrations. Replicas that
+/// start together take turns; the later ones find the work done.
+pub async fn ensure<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let backend = txn.get_database_backend();
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            backend,
+            format!("SELECT version FROM metric_rollups WHERE id = 1{lock}"),
+        ))
+        .await?;
+    let version = match row {
+        Some(r) => r.try_get::<i64>("", "version")?,
+        None => 0,
+    };
+    if version >= VERSION {
+        txn.commit().await?;
+        return Ok(false);
+    }
+    rebuild_in(&txn).await?;
+    txn.commit().await?;
+    Ok(true)
+}

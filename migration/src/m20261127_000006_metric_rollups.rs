@@ -1,0 +1,146 @@
+//! Tables the metrics read instead of the raw records, kept in step by the
+//! services in the same transaction as every write that changes them:
+//! - `attribution_credits`: each won opportunity's credit per campaign and
+//!   attribution model, as exact fractions (`units / d` storage units and
+//!   `shares / d` opportunities); a row with no campaign is revenue with no
+//!   touch. `closed_at` is the opportunity's (closed opportunities are final).
+//! - `lead_rollup`: per UTC day of creation and per source, campaign, team and
+//!   owner, how many leads were created and how many of them reached each
+//!   funnel stage, became opportunities, were won and for how much. The nil UUID stands for "none"
+//!   so that the key is unique on both databases.
+//! - `metric_rollups`: the version of the code that last rebuilt them; the
+//!   server rebuilds both from the records when its version is newer
+//!   (`api::metrics::rollups::ensure`). Migrations hold schema only, so this
+//!   one leaves the tables empty and at version 0.
+
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum AttributionCredits {
+    Table,
+    OpportunityId,
+    Model,
+    ClosedAt,
+    CampaignId,
+    D,
+    Units,
+    Shares,
+}
+
+#[derive(DeriveIden)]
+enum LeadRollup {
+    Table,
+    Day,
+    Source,
+    CampaignId,
+    TeamId,
+    OwnerId,
+    Leads,
+    Mqls,
+    Sals,
+    Sqls,
+    Converted,
+    Opportunities,
+    Won,
+    WonAmount,
+}
+
+#[derive(DeriveIden)]
+enum Opportunities {
+    Table,
+    Id,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(AttributionCredits::Table)
+                .col(uuid(AttributionCredits::OpportunityId))
+                .col(string_len(AttributionCredits::Model, 16))
+                .col(timestamp_with_time_zone(AttributionCredits::ClosedAt))
+                .col(uuid_null(AttributionCredits::CampaignId))
+                .col(big_integer(AttributionCredits::D))
+                .col(big_integer(AttributionCredits::Units))
+                .col(big_integer(AttributionCredits::Shares))
+                .foreign_key(
+                    ForeignKey::create()
+                        .name("fk_attribution_credits_opportunity")
+                        .from(AttributionCredits::Table, AttributionCredits::OpportunityId)
+                        .to(Opportunities::Table, Opportunities::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("ix_attribution_credits_opportunity")
+                .table(AttributionCredits::Table)
+                .col(AttributionCredits::OpportunityId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(LeadRollup::Table)
+                .col(date(LeadRollup::Day))
+                .col(string_len(LeadRollup::Source, 16))
+                .col(uuid(LeadRollup::CampaignId))
+                .col(uuid(LeadRollup::TeamId))
+                .col(uuid(LeadRollup::OwnerId))
+                .col(big_integer(LeadRollup::Leads))
+                .col(big_integer(LeadRollup::Mqls))
+                .col(big_integer(LeadRollup::Sals))
+                .col(big_integer(LeadRollup::Sqls))
+                .col(big_integer(LeadRollup::Converted))
+                .col(big_integer(LeadRollup::Opportunities))
+                .col(big_integer(LeadRollup::Won))
+                .col(big_integer(LeadRollup::WonAmount))
+                .primary_key(
+                    Index::create()
+                        .col(LeadRollup::Day)
+                        .col(LeadRollup::Source)
+                        .col(LeadRollup::CampaignId)
+                        .col(LeadRollup::TeamId)
+                        .col(LeadRollup::OwnerId),
+                )
+                .to_owned(),
+        )
+        .await?;
+        let db = m.get_connection();
+        // A period's credits by model, read from the index alone.
+        let cover = "campaign_id, d, units, shares, opportunity_id";
+        db.execute_unprepared(&if db.get_database_backend() == DbBackend::Postgres {
+            format!(
+                "CREATE INDEX ix_attribution_credits_period ON attribution_credits (model, closed_at) INCLUDE ({cover})"
+            )
+        } else {
+            format!(
+                "CREATE INDEX ix_attribution_credits_period ON attribution_credits (model, closed_at, {cover})"
+            )
+        })
+        .await?;
+        db.execute_unprepared(
+            "CREATE TABLE metric_rollups (id INTEGER NOT NULL PRIMARY KEY, version BIGINT NOT NULL)",
+        )
+        .await?;
+        db.execute_unprepared("INSERT INTO metric_rollups (id, version) VALUES (1, 0)")
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let db = m.get_connection();
+        for table in ["metric_rollups", "lead_rollup", "attribution_credits"] {
+            db.execute_unprepared(&format!("DROP TABLE {table}"))
+                .await?;
+        }
+        Ok(())
+    }
+}
