@@ -13,4 +13,5 @@ mod leads;
 mod metrics;
 mod opportunities;
 mod reference;
+mod rollups;
 mod seed;

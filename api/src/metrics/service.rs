@@ -308,7 +308,8 @@ fn cohort_counts(q: &mut Sql, p: &Period, f: &MetricFilter, key: GroupKey) {
         q.push(" GROUP BY 1");
         parts += 1;
     }
-    q.push(") x GROUP BY g");
+    // A rollup row whose leads all moved elsewhere counts nothing.
+    q.push(") x GROUP BY g HAVING SUM(r1) > 0");
 }
 
 /// What a cohort count is grouped by.
