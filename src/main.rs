@@ -84,6 +84,7 @@ enum Command {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum MigrateAction {
+    /// Apply the pending migrations, then rebuild the metric rollups if they predate this build.
     Up,
     Down,
     Status,
@@ -135,7 +136,8 @@ async fn main() -> anyhow::Result<()> {
             let counter = Default::default();
             let db = api::db::connect(config.database_url(), counter).await?;
             match action {
-                MigrateAction::Up => migration::Migrator::up(&db, None).await?,
+                // The migrations, then the metric rollups if they predate this build.
+                MigrateAction::Up => api::db::migrate(&db).await?,
                 MigrateAction::Down => migration::Migrator::down(&db, Some(1)).await?,
                 MigrateAction::Status => migration::Migrator::status(&db).await?,
             }

@@ -49,6 +49,10 @@ pub struct BenchReport {
     pub leads: u64,
     pub rows: Vec<BenchRow>,
     pub loader: Vec<LoaderRow>,
+    /// Mutations through HTTP that keep the rollups: (name, median ms, p95 ms).
+    pub writes: Vec<(String, f64, f64)>,
+    /// Rebuilding every rollup from the records, ms.
+    pub rebuild_ms: f64,
     /// Peak resident memory of the process (server and client), MiB.
     pub peak_rss_mib: f64,
 }
@@ -92,6 +96,19 @@ impl BenchReport {
                 ));
             }
         }
+        if !self.writes.is_empty() {
+            s.push_str(
+                "\nWrites through HTTP (ADMIN), each keeping the rollups in its transaction:\n\n\
+                 | mutation | median ms | p95 ms |\n|---|---:|---:|\n",
+            );
+            for (name, med, p95) in &self.writes {
+                s.push_str(&format!("| {name} | {med:.1} | {p95:.1} |\n"));
+            }
+        }
+        s.push_str(&format!(
+            "\nRebuilding every rollup from the records: {:.0} ms\n",
+            self.rebuild_ms
+        ));
         s.push_str(&format!(
             "\nPeak RSS of the process (servers + client): {:.0} MiB\n",
             self.peak_rss_mib
@@ -200,6 +217,127 @@ async fn time_requests(
         }
     }
     Ok(times)
+}
+
+/// One GraphQL request; its `data`, or its errors as the error.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &str,
+    variables: serde_json::Value,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let resp: serde_json::Value = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if resp.get("errors").is_some() {
+        return Err(format!("{query}: {resp}").into());
+    }
+    Ok(resp["data"].clone())
+}
+
+/// A lead's way to a won deal, one mutation at a time, `n` times over: what
+/// keeping the rollups costs each write on a database of this size.
+async fn time_writes(
+    client: &reqwest::Client,
+    server: &Server,
+    n: usize,
+) -> Result<Vec<(String, f64, f64)>, Box<dyn std::error::Error>> {
+    let token = server.state.keys.issue(
+        Role::Admin,
+        "bench-writer",
+        std::time::Duration::from_secs(3600),
+        None,
+    )?;
+    let url = &server.url;
+    let first = |d: &serde_json::Value, list: &str| {
+        d[list]["nodes"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let d = post(
+        client,
+        url,
+        &token,
+        "{ accounts(first: 1) { nodes { id } } campaigns(first: 1) { nodes { id } } }",
+        json!({}),
+    )
+    .await?;
+    let (account, campaign) = (first(&d, "accounts"), first(&d, "campaigns"));
+    let steps = [
+        "createLead",
+        "recordTouchpoint",
+        "changeLeadStage (MQL)",
+        "convertLead",
+        "changeOpportunityStage (CLOSED_WON)",
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); steps.len()];
+    let run = std::process::id();
+    for i in 0..n {
+        let mut timed =
+            |k: usize, started: Instant| times[k].push(started.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let d = post(client, url, &token, "mutation($i: LeadInput!) { createLead(input: $i) { id } }",
+            json!({"i": {"email": format!("bench-{run}-{i}@example.com"), "accountId": account, "campaignId": campaign, "source": "EMAIL"}})).await?;
+        timed(0, t);
+        let lead = d["createLead"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let t = Instant::now();
+        post(
+            client,
+            url,
+            &token,
+            "mutation($i: TouchpointInput!) { recordTouchpoint(input: $i) { id } }",
+            json!({"i": {"leadId": lead, "campaignId": campaign}}),
+        )
+        .await?;
+        timed(1, t);
+        let t = Instant::now();
+        post(
+            client,
+            url,
+            &token,
+            "mutation($id: ID!) { changeLeadStage(id: $id, to: MQL) { id } }",
+            json!({"id": lead}),
+        )
+        .await?;
+        timed(2, t);
+        let t = Instant::now();
+        let d = post(client, url, &token, "mutation($id: ID!) { convertLead(id: $id, opportunity: {name: \"bench\", amount: \"1000\"}) { opportunity { id } } }",
+            json!({"id": lead})).await?;
+        timed(3, t);
+        let opp = d["convertLead"]["opportunity"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let t = Instant::now();
+        post(
+            client,
+            url,
+            &token,
+            "mutation($id: ID!) { changeOpportunityStage(id: $id, to: CLOSED_WON) { id } }",
+            json!({"id": opp}),
+        )
+        .await?;
+        timed(4, t);
+    }
+    Ok(steps
+        .iter()
+        .zip(times)
+        .map(|(name, t)| {
+            let (med, p95) = median(t);
+            eprintln!("{name}: median {med:.1} ms, p95 {p95:.1} ms");
+            (name.to_string(), med, p95)
+        })
+        .collect())
 }
 
 /// The service call behind a case, timed without HTTP and GraphQL.
@@ -374,6 +512,11 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         });
     }
     cached.stop().await;
+    let writes = time_writes(&client, &server, opts.requests).await?;
+    let started = Instant::now();
+    crate::metrics::rollups::rebuild(&db).await?;
+    let rebuild_ms = started.elapsed().as_secs_f64() * 1000.0;
+    eprintln!("rollups rebuilt in {rebuild_ms:.0} ms");
     server.stop().await;
 
     // DataLoader's batching delay under load: the leads page with its relations.
@@ -427,6 +570,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         leads,
         rows,
         loader,
+        writes,
+        rebuild_ms,
         peak_rss_mib: peak_rss_mib(),
     })
 }

@@ -227,7 +227,7 @@ impl CohortSplit {
         }
         let mut first = p.from.date_naive();
         if midnight(first) < p.from {
-            first = first + Duration::days(1);
+            first += Duration::days(1);
         }
         let end = p.to.date_naive();
         if first >= end {
