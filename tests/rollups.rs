@@ -225,3 +225,48 @@ db_test!(rollups_follow_every_write, |app| async move {
     let rebuilt = data(&app.admin(&query(), json!({})).await)["metrics"].clone();
     assert_eq!(after, rebuilt);
 });
+
+// Writers at once (as from several replicas or webhook deliveries) on the
+// same rollup rows: every change counts once.
+db_test!(concurrent_writes_count_once, |app| async move {
+    id(
+        app,
+        "mutation($i: AccountInput!) { createAccount(input: $i) { id } }",
+        json!({"i": {"name": "X", "domain": "x.io"}}),
+        "createAccount",
+    )
+    .await;
+    let a = campaign(app, "A").await;
+    const N: usize = 12;
+    let leads = futures_util::future::join_all((0..N).map(|i| {
+        let email = format!("c{i}@x.io");
+        let a = a.clone();
+        async move { lead(app, &email, "WEB", Some(&a), "2026-01-05T10:00:00Z").await }
+    }))
+    .await;
+    futures_util::future::join_all(leads.iter().map(|l| {
+        let a = a.clone();
+        async move {
+            touch(app, l, &a, "2026-01-05T11:00:00Z").await;
+            stage(app, l, "SQL", "2026-01-06T00:00:00Z").await;
+        }
+    }))
+    .await;
+    let opps = futures_util::future::join_all(
+        leads
+            .iter()
+            .map(|l| async move { convert(app, l, "100", "2026-01-07T00:00:00Z").await }),
+    )
+    .await;
+    futures_util::future::join_all(
+        opps.iter()
+            .map(|o| async move { close(app, o, "CLOSED_WON", "2026-01-09T00:00:00Z").await }),
+    )
+    .await;
+    let got = data(&app.admin(&query(), json!({})).await)["metrics"].clone();
+    assert_eq!(reached(&got), [N as i64; 6], "{got}");
+    assert_eq!(credits(&got, "W_SHAPED"), pairs(&[("A", "1200.00")]));
+    api::metrics::rollups::rebuild(app.db()).await.unwrap();
+    let rebuilt = data(&app.admin(&query(), json!({})).await)["metrics"].clone();
+    assert_eq!(got, rebuilt);
+});

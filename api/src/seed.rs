@@ -15,7 +15,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, Set,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -551,7 +550,7 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
         report.touchpoints += touches.len() as u64;
         report.stage_changes += changes.len() as u64;
         report.opportunities += opps.len() as u64;
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(db).await?;
         insert_chunks(&txn, leads).await?;
         insert_chunks(&txn, opps).await?;
         insert_chunks(&txn, changes).await?;

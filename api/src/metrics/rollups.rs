@@ -222,7 +222,7 @@ pub async fn leads_after(db: &impl ConnectionTrait, scope: Leads) -> AppResult<(
 
 /// Recomputes every rollup from the records, in one transaction.
 pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     rebuild_in(&txn).await?;
     txn.commit().await?;
     Ok(())
@@ -257,7 +257,7 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
 /// definition (or never): at start-up, after the migrations. Replicas that
 /// start together take turns; the later ones find the work done.
 pub async fn ensure<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<bool, DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let backend = txn.get_database_backend();
     let lock = if backend == DbBackend::Postgres {
         " FOR UPDATE"

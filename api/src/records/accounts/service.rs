@@ -250,7 +250,7 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
     key: ExternalRef,
     fields: AccountFields,
 ) -> AppResult<account::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let model = match external_ids::lookup(&txn, RecordKind::Account, &key).await? {
         Some(id) => {
             let mut f = fields;
@@ -274,7 +274,7 @@ pub async fn create_with_refs<C: ConnectionTrait + TransactionTrait>(
     fields: AccountFields,
     refs: Vec<ExternalRef>,
 ) -> AppResult<account::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let created = create(&txn, subject, fields).await?;
     for key in &refs {
         external_ids::link(&txn, RecordKind::Account, key, created.id).await?;

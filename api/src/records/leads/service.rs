@@ -337,7 +337,7 @@ pub async fn create_one<C: ConnectionTrait + TransactionTrait>(
     fields: LeadFields,
     refs: Vec<ExternalRef>,
 ) -> AppResult<lead::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let created = create(&txn, actor, fields).await?;
     for key in &refs {
         external_ids::link(&txn, RecordKind::Lead, key, created.id).await?;
@@ -359,7 +359,7 @@ pub async fn create_many<C: ConnectionTrait + TransactionTrait>(
             format!("at most {MAX_BATCH} leads per call"),
         ));
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut out = Vec::with_capacity(inputs.len());
     for (i, (fields, refs)) in inputs.into_iter().enumerate() {
         let at_index = |e: AppError| match e {
@@ -392,7 +392,7 @@ pub async fn update<C: ConnectionTrait + TransactionTrait>(
     id: Uuid,
     fields: LeadFields,
 ) -> AppResult<lead::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     check_refs(&txn, &fields).await?;
     let mut am = get(&txn, id).await?.into_active_model();
     apply(&mut am, &fields)?;
@@ -414,7 +414,7 @@ pub async fn change_stage<C: ConnectionTrait + TransactionTrait>(
     reason: Option<String>,
     at: Option<DateTime<Utc>>,
 ) -> AppResult<lead::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let updated = change_stage_in(&txn, actor, id, to, reason, at).await?;
     txn.commit().await?;
     Ok(updated)
@@ -510,7 +510,7 @@ pub async fn convert<C: ConnectionTrait + TransactionTrait>(
     mut opportunity: NewOpportunity,
     at: Option<DateTime<Utc>>,
 ) -> AppResult<(lead::Model, entity::opportunity::Model)> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = get(&txn, id).await?;
     if current.stage == LeadStage::Converted || current.converted_opportunity_id.is_some() {
         return Err(AppError::conflict(
@@ -554,7 +554,7 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
     key: ExternalRef,
     fields: LeadFields,
 ) -> AppResult<lead::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let model = match external_ids::lookup(&txn, RecordKind::Lead, &key).await? {
         Some(id) => {
             let stage = fields.stage;
@@ -587,7 +587,7 @@ pub async fn record_touchpoint<C: ConnectionTrait + TransactionTrait>(
     campaign_id: Uuid,
     occurred_at: Option<DateTime<Utc>>,
 ) -> AppResult<touchpoint::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     get(&txn, lead_id).await?;
     crate::records::campaigns::service::get(&txn, campaign_id).await?;
     let at = match occurred_at {

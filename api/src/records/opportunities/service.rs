@@ -251,7 +251,7 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
     initial: InitialStage,
     refs: Vec<ExternalRef>,
 ) -> AppResult<opportunity::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut created = create_in_txn(&txn, actor, input).await?;
     if let Some(stage) = initial.stage
         && stage != created.stage
@@ -298,7 +298,7 @@ pub async fn update<C: ConnectionTrait + TransactionTrait>(
     id: Uuid,
     patch: OpportunityPatch,
 ) -> AppResult<opportunity::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let updated = update_in(&txn, id, patch).await?;
     txn.commit().await?;
     Ok(updated)
@@ -360,7 +360,7 @@ pub async fn change_stage<C: ConnectionTrait + TransactionTrait>(
     reason: Option<String>,
     at: Option<DateTime<Utc>>,
 ) -> AppResult<opportunity::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let updated = change_stage_in(&txn, actor, id, to, lost_reason, reason, at).await?;
     txn.commit().await?;
     Ok(updated)
@@ -437,7 +437,7 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
     input: NewOpportunity,
     initial: InitialStage,
 ) -> AppResult<opportunity::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let model = match external_ids::lookup(&txn, RecordKind::Opportunity, &key).await? {
         Some(id) => {
             let patch = OpportunityPatch {
