@@ -230,17 +230,30 @@ pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<()
 
 async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
+    let pg = backend == DbBackend::Postgres;
     for table in ["attribution_credits", "lead_rollup"] {
-        db.execute_raw(Statement::from_string(
-            backend,
-            format!("DELETE FROM {table}"),
-        ))
-        .await?;
+        // PostgreSQL: TRUNCATE leaves no dead rows behind (a DELETE of every
+        // row would double the tables until a vacuum); it is transactional,
+        // and readers wait for the rebuild to commit.
+        let sql = if pg {
+            format!("TRUNCATE {table}")
+        } else {
+            format!("DELETE FROM {table}")
+        };
+        db.execute_raw(Statement::from_string(backend, sql)).await?;
     }
     let mut ins = Sql::new(backend);
     insert_credits(&mut ins, Won::All);
     db.execute_raw(ins.statement()).await?;
     apply_leads(db, Leads::All, 1).await?;
+    if pg {
+        // The planner's view of the new contents, at once.
+        db.execute_raw(Statement::from_string(
+            backend,
+            "ANALYZE attribution_credits, lead_rollup",
+        ))
+        .await?;
+    }
     db.execute_raw(Statement::from_sql_and_values(
         backend,
         format!(
