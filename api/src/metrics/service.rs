@@ -174,13 +174,12 @@ pub struct Funnel {
     pub inquiry_to_won: Option<f64>,
 }
 
-/// The cohort of leads created in the period, with the first time each
-/// reached each main-path stage (t1 INQUIRY … t5 OPPORTUNITY) and t6 WON.
-/// The first entries are kept on the lead by the leads service; every lead
-/// enters the funnel at its creation.
-/// `mql_only`: only the leads that became MQL (the first entries are kept so
-/// that reaching any later stage sets `mql_at` too).
-fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter, mql_only: bool) {
+/// The leads created in the period that became MQL, with the first time each
+/// reached each main-path stage (t1 INQUIRY … t5 OPPORTUNITY) and t6 WON:
+/// what the funnel's medians read. Every step ends at MQL or later, and the
+/// leads service keeps the first entries so that reaching any later stage
+/// sets `mql_at` too; every lead enters the funnel at its creation.
+fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter) {
     q.push(
         "WITH reach AS (SELECT l.created_at AS t1, l.mql_at AS t2, l.sal_at AS t3, l.sql_at AS t4, l.converted_at AS t5, \
          o.closed_at AS t6 FROM leads l \
@@ -190,9 +189,7 @@ fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter, mql_only: bool) {
     .bind(p.from)
     .push(" AND l.created_at < ")
     .bind(p.to);
-    if mql_only {
-        q.push(" AND l.mql_at IS NOT NULL");
-    }
+    q.push(" AND l.mql_at IS NOT NULL");
     lead_conditions(q, f, "l");
     q.push(") ");
 }
@@ -391,7 +388,7 @@ pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> 
         // own partial index).
         let half = |steps: &[usize]| {
             let mut q = Sql::new(backend);
-            funnel_cte(&mut q, p, f, true);
+            funnel_cte(&mut q, p, f);
             let cols = steps
                 .iter()
                 .map(|k| {
@@ -424,7 +421,8 @@ pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> 
         let row = db.query_one_raw(counts.statement()).await?;
         read_reached(row.as_ref(), &mut reached)?;
         let mut q = Sql::new(backend);
-        funnel_cte(&mut q, p, f, false);
+        // As on PostgreSQL, only leads that became MQL have a step to time.
+        funnel_cte(&mut q, p, f);
         let rel = (1..=5)
             .map(|k| {
                 format!(
