@@ -9,6 +9,7 @@ mod m20261124_000003_lead_stage_times;
 mod m20261126_000004_data_version;
 mod m20261126_000005_metric_indexes;
 mod m20261127_000006_metric_rollups;
+mod m20261127_000007_filtered_cohort_indexes;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_data_version::Migration),
             Box::new(m20261126_000005_metric_indexes::Migration),
             Box::new(m20261127_000006_metric_rollups::Migration),
+            Box::new(m20261127_000007_filtered_cohort_indexes::Migration),
         ]
     }
 }
