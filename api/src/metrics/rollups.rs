@@ -225,7 +225,23 @@ pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<()
     let txn = crate::db::begin_write(db).await?;
     rebuild_in(&txn).await?;
     txn.commit().await?;
+    vacuum(db).await;
     Ok(())
+}
+
+/// PostgreSQL: marks the rebuilt tables' pages all-visible, so that reads
+/// are index-only at once instead of after the next autovacuum (attribution
+/// at 1M leads: ~60 → ~30 ms). Outside any transaction; a failure only costs
+/// speed until autovacuum, so it is logged, not returned.
+async fn vacuum(db: &impl ConnectionTrait) {
+    let backend = db.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return;
+    }
+    let sql = "VACUUM (ANALYZE) attribution_credits, lead_rollup";
+    if let Err(e) = db.execute_raw(Statement::from_string(backend, sql)).await {
+        tracing::warn!(error = %e, "could not vacuum the rebuilt metric rollups");
+    }
 }
 
 async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
@@ -293,5 +309,6 @@ pub async fn ensure<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<boo
     }
     rebuild_in(&txn).await?;
     txn.commit().await?;
+    vacuum(db).await;
     Ok(true)
 }
