@@ -152,7 +152,7 @@ fn none_id(q: &Sql, col: &str) -> String {
 }
 
 /// The UTC day of a timestamp column, as `lead_rollup.day` stores it.
-pub fn day_of(backend: DbBackend, col: &str) -> String {
+fn day_of(backend: DbBackend, col: &str) -> String {
     match backend {
         DbBackend::Postgres => format!("CAST({col} AT TIME ZONE 'UTC' AS DATE)"),
         _ => format!("date({col})"),
