@@ -87,6 +87,7 @@ struct Filter {
     segment: Option<Segment>,
     source: Option<Channel>,
     team: Option<Uuid>,
+    is_target: Option<bool>,
 }
 
 impl Filter {
@@ -100,6 +101,9 @@ impl Filter {
         }
         if let Some(t) = self.team {
             f.insert("teamId".into(), json!(t.to_string()));
+        }
+        if let Some(t) = self.is_target {
+            f.insert("isTarget".into(), json!(t));
         }
         Value::Object(f)
     }
@@ -129,6 +133,16 @@ impl Rows {
                 return false;
             }
         }
+        // Leads without an account are neither targets nor not.
+        if let Some(t) = f.is_target {
+            let target = l
+                .account_id
+                .and_then(|a| self.accounts.get(&a))
+                .map(|a| a.is_target);
+            if target != Some(t) {
+                return false;
+            }
+        }
         f.source.is_none_or(|s| l.source == s) && f.team.is_none_or(|t| l.team_id == Some(t))
     }
 
@@ -137,6 +151,11 @@ impl Rows {
     fn opp_ok(&self, o: &opportunity::Model, f: &Filter) -> bool {
         if let Some(s) = f.segment
             && self.accounts.get(&o.account_id).map(|a| a.segment) != Some(s)
+        {
+            return false;
+        }
+        if let Some(t) = f.is_target
+            && self.accounts.get(&o.account_id).map(|a| a.is_target) != Some(t)
         {
             return false;
         }
@@ -677,6 +696,10 @@ db_test!(metrics_match_reference_on_seeded_data, |app| async move {
         },
         Filter {
             team: Some(team),
+            ..Filter::default()
+        },
+        Filter {
+            is_target: Some(false),
             ..Filter::default()
         },
     ];

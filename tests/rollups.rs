@@ -93,7 +93,9 @@ fn query() -> String {
     format!(
         "{{ metrics({JAN}) {{ funnel {{ stages {{ stage reached }} }} \
          closedLoop(groupBy: SOURCE) {{ key leads mqls opportunities won wonRevenue }} \
-         byCampaign: closedLoop(groupBy: CAMPAIGN) {{ key campaignName leads won wonRevenue }} {models} }} }}"
+         byCampaign: closedLoop(groupBy: CAMPAIGN) {{ key campaignName leads won wonRevenue }} \
+         bySegment: closedLoop(groupBy: SEGMENT) {{ key leads won wonRevenue }} {models} }} \
+         ent: metrics({JAN}, filter: {{segment: ENTERPRISE}}) {{ funnel {{ stages {{ stage reached }} }} }} }}"
     )
 }
 
@@ -133,10 +135,10 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 
 db_test!(rollups_follow_every_write, |app| async move {
     // Leads find their account by their e-mail's domain.
-    id(
+    let account = id(
         app,
         "mutation($i: AccountInput!) { createAccount(input: $i) { id } }",
-        json!({"i": {"name": "X", "domain": "x.io"}}),
+        json!({"i": {"name": "X", "domain": "x.io", "segment": "SMB"}}),
         "createAccount",
     )
     .await;
@@ -161,8 +163,10 @@ db_test!(rollups_follow_every_write, |app| async move {
     // L4: before the period.
     lead(app, "l4@x.io", "WEB", None, "2025-12-31T23:59:00Z").await;
 
-    let before = data(&app.admin(&query(), json!({})).await)["metrics"].clone();
+    let resp = app.admin(&query(), json!({})).await;
+    let (before, ent) = (data(&resp)["metrics"].clone(), data(&resp)["ent"].clone());
     assert_eq!(reached(&before), [3, 3, 2, 2, 2, 1], "{before}");
+    assert_eq!(reached(&ent), [0; 6], "{ent}");
     assert_eq!(
         credits(&before, "LINEAR"),
         pairs(&[("A", "500.00"), ("B", "500.00")])
@@ -186,9 +190,23 @@ db_test!(rollups_follow_every_write, |app| async move {
         .await;
     data(&resp);
     close(app, &o3, "CLOSED_WON", "2026-01-31T23:55:00Z").await;
+    // The account moves up-market: its leads' counts move with it.
+    let resp = app
+        .admin(
+            "mutation($id: ID!) { updateAccount(id: $id, input: {segment: ENTERPRISE}) { id } }",
+            json!({"id": account}),
+        )
+        .await;
+    data(&resp);
 
-    let after = data(&app.admin(&query(), json!({})).await)["metrics"].clone();
+    let resp = app.admin(&query(), json!({})).await;
+    let (after, ent) = (data(&resp)["metrics"].clone(), data(&resp)["ent"].clone());
     assert_eq!(reached(&after), [3, 3, 2, 2, 2, 2], "{after}");
+    assert_eq!(reached(&ent), [3, 3, 2, 2, 2, 2], "{ent}");
+    assert_eq!(
+        after["bySegment"],
+        json!([{"key": "ENTERPRISE", "leads": 3, "won": 2, "wonRevenue": "1250.00"}])
+    );
     // Touches A, B, B (the last two before the opportunity); A the last at or before MQL.
     for (model, want) in [
         ("FIRST_TOUCH", vec![("(none)", "50.00"), ("A", "1200.00")]),
@@ -222,8 +240,8 @@ db_test!(rollups_follow_every_write, |app| async move {
 
     // What the writes kept is what a rebuild from the records gives.
     api::metrics::rollups::rebuild(app.db()).await.unwrap();
-    let rebuilt = data(&app.admin(&query(), json!({})).await)["metrics"].clone();
-    assert_eq!(after, rebuilt);
+    let rebuilt = app.admin(&query(), json!({})).await;
+    assert_eq!(resp, rebuilt);
 });
 
 // Writers at once (as from several replicas or webhook deliveries) on the
@@ -263,10 +281,11 @@ db_test!(concurrent_writes_count_once, |app| async move {
             .map(|o| async move { close(app, o, "CLOSED_WON", "2026-01-09T00:00:00Z").await }),
     )
     .await;
-    let got = data(&app.admin(&query(), json!({})).await)["metrics"].clone();
+    let resp = app.admin(&query(), json!({})).await;
+    let got = data(&resp)["metrics"].clone();
     assert_eq!(reached(&got), [N as i64; 6], "{got}");
     assert_eq!(credits(&got, "W_SHAPED"), pairs(&[("A", "1200.00")]));
     api::metrics::rollups::rebuild(app.db()).await.unwrap();
-    let rebuilt = data(&app.admin(&query(), json!({})).await)["metrics"].clone();
-    assert_eq!(got, rebuilt);
+    let rebuilt = app.admin(&query(), json!({})).await;
+    assert_eq!(resp, rebuilt);
 });

@@ -4,10 +4,12 @@
 //!   attribution model, as exact fractions (`units / d` storage units and
 //!   `shares / d` opportunities); a row with no campaign is revenue with no
 //!   touch. `closed_at` is the opportunity's (closed opportunities are final).
-//! - `lead_rollup`: per UTC day of creation and per source, campaign, team and
-//!   owner, how many leads were created and how many of them reached each
-//!   funnel stage, became opportunities, were won and for how much. The nil UUID stands for "none"
-//!   so that the key is unique on both databases.
+//! - `lead_rollup`: per UTC day of creation and per source, campaign, team,
+//!   owner, and the segment and target flag of the lead's account, how many
+//!   leads were created and how many of them reached each funnel stage,
+//!   became opportunities, were won and for how much. "None" is the nil
+//!   UUID, segment `NONE` and `is_target` -1 (no account), so that the key is
+//!   unique on both databases.
 //! - `metric_rollups`: the version of the code that last rebuilt them; the
 //!   server rebuilds both from the records when its version is newer
 //!   (`api::metrics::rollups::ensure`). Migrations hold schema only, so this
@@ -39,6 +41,8 @@ enum LeadRollup {
     CampaignId,
     TeamId,
     OwnerId,
+    Segment,
+    IsTarget,
     Leads,
     Mqls,
     Sals,
@@ -94,6 +98,8 @@ impl MigrationTrait for Migration {
                 .col(uuid(LeadRollup::CampaignId))
                 .col(uuid(LeadRollup::TeamId))
                 .col(uuid(LeadRollup::OwnerId))
+                .col(string_len(LeadRollup::Segment, 16))
+                .col(small_integer(LeadRollup::IsTarget))
                 .col(big_integer(LeadRollup::Leads))
                 .col(big_integer(LeadRollup::Mqls))
                 .col(big_integer(LeadRollup::Sals))
@@ -108,7 +114,9 @@ impl MigrationTrait for Migration {
                         .col(LeadRollup::Source)
                         .col(LeadRollup::CampaignId)
                         .col(LeadRollup::TeamId)
-                        .col(LeadRollup::OwnerId),
+                        .col(LeadRollup::OwnerId)
+                        .col(LeadRollup::Segment)
+                        .col(LeadRollup::IsTarget),
                 )
                 .to_owned(),
         )

@@ -5,8 +5,9 @@
 //! - `attribution_credits`: the credit each won opportunity gives each
 //!   campaign under every model; written when it is won and rewritten when
 //!   its amount, its lead's touches or its lead's MQL entry change;
-//! - `lead_rollup`: per day of creation and per source, campaign, team and
-//!   owner, the funnel counts of the leads created that day.
+//! - `lead_rollup`: per day of creation and per source, campaign, team,
+//!   owner, account segment and target flag, the funnel counts of the leads
+//!   created that day.
 //!
 //! `rebuild` recomputes both from the records (the seed, and `ensure` when a
 //! database's rollups predate this code); a test compares the rollups that
@@ -125,6 +126,8 @@ pub enum Leads {
     Lead(Uuid),
     /// The lead converted into this opportunity.
     ConvertedTo(Uuid),
+    /// The leads of this account (its segment or target flag changes).
+    Account(Uuid),
 }
 
 impl Leads {
@@ -136,6 +139,9 @@ impl Leads {
             }
             Leads::ConvertedTo(id) => {
                 q.push(" AND l.converted_opportunity_id = ").bind(id);
+            }
+            Leads::Account(id) => {
+                q.push(" AND l.account_id = ").bind(id);
             }
         }
     }
@@ -181,11 +187,13 @@ async fn apply_leads(db: &impl ConnectionTrait, scope: Leads, sign: i64) -> Resu
         .join(", ");
     let won = "CASE WHEN o.stage = 'CLOSED_WON' THEN";
     q.push(&format!(
-        "INSERT INTO lead_rollup (day, source, campaign_id, team_id, owner_id, {cols}) \
-         SELECT {day}, l.source, {campaign}, {team}, {owner}, \
+        "INSERT INTO lead_rollup (day, source, campaign_id, team_id, owner_id, segment, is_target, {cols}) \
+         SELECT {day}, l.source, {campaign}, {team}, {owner}, COALESCE(a.segment, 'NONE'), \
+         CASE WHEN a.id IS NULL THEN -1 WHEN a.is_target THEN 1 ELSE 0 END, \
          {sign} * COUNT(*), {sign} * COUNT(l.mql_at), {sign} * COUNT(l.sal_at), {sign} * COUNT(l.sql_at), \
          {sign} * COUNT(l.converted_at), {sign} * COUNT(l.converted_opportunity_id), {sign} * SUM({won} 1 ELSE 0 END), {sign} * SUM({won} o.amount ELSE 0 END) \
-         FROM leads l LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id WHERE 1 = 1",
+         FROM leads l LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id \
+         LEFT JOIN accounts a ON a.id = l.account_id WHERE 1 = 1",
         cols = cols.join(", "),
         day = day_of(backend, "l.created_at"),
         campaign = none_id(&q, "l.campaign_id"),
@@ -194,7 +202,8 @@ async fn apply_leads(db: &impl ConnectionTrait, scope: Leads, sign: i64) -> Resu
     ));
     scope.condition(&mut q);
     q.push(&format!(
-        " GROUP BY 1, 2, 3, 4, 5 ON CONFLICT (day, source, campaign_id, team_id, owner_id) DO UPDATE SET {updates}"
+        " GROUP BY 1, 2, 3, 4, 5, 6, 7 ON CONFLICT (day, source, campaign_id, team_id, owner_id, segment, is_target) \
+         DO UPDATE SET {updates}"
     ));
     db.execute_raw(q.statement()).await?;
     Ok(())

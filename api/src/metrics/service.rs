@@ -208,18 +208,14 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
 }
 
 impl CohortSplit {
-    fn new(p: &Period, f: &MetricFilter, key: GroupKey) -> CohortSplit {
+    fn new(p: &Period, f: &MetricFilter) -> CohortSplit {
         let whole = CohortSplit {
             days: None,
             raw: vec![*p],
         };
-        // Segment and target belong to the account, which may change: the
-        // rollup does not keep them (nor single accounts).
-        if key == GroupKey::By(GroupBy::Segment)
-            || f.segment.is_some()
-            || f.is_target.is_some()
-            || !f.account_ids.is_empty()
-        {
+        // The rollup does not keep single accounts (a filter by account is
+        // narrow and reads the leads by index).
+        if !f.account_ids.is_empty() {
             return whole;
         }
         let mut first = p.from.date_naive();
@@ -242,7 +238,7 @@ impl CohortSplit {
     }
 }
 
-/// ` AND …` for the filters `lead_rollup` keeps (see `CohortSplit`).
+/// ` AND …` for the filters `lead_rollup` keeps (all but single accounts).
 fn rollup_conditions(q: &mut Sql, f: &MetricFilter) {
     if let Some(s) = f.source {
         q.push(" AND r.source = ").bind(s.as_str());
@@ -256,6 +252,12 @@ fn rollup_conditions(q: &mut Sql, f: &MetricFilter) {
     if let Some(o) = f.owner_id {
         q.push(" AND r.owner_id = ").bind(o);
     }
+    if let Some(seg) = f.segment {
+        q.push(" AND r.segment = ").bind(seg.as_str());
+    }
+    if let Some(t) = f.is_target {
+        q.push(" AND r.is_target = ").bind(i16::from(t));
+    }
 }
 
 /// The funnel's counts `r1`…`r6` (and `opps`, leads converted into an
@@ -263,7 +265,7 @@ fn rollup_conditions(q: &mut Sql, f: &MetricFilter) {
 /// `key` maps a rollup row (`r`, campaigns `gc`) and a lead (`l`,
 /// campaigns `gc`, accounts `ga`) to its group.
 fn cohort_counts(q: &mut Sql, p: &Period, f: &MetricFilter, key: GroupKey) {
-    let split = CohortSplit::new(p, f, key);
+    let split = CohortSplit::new(p, f);
     let mut parts = 0;
     q.push("SELECT g");
     for c in ["r1", "r2", "r3", "r4", "r5", "opps", "r6", "won_amount"] {
@@ -328,8 +330,7 @@ impl GroupKey {
                 _ => "NULLIF(r.campaign_id, X'00000000000000000000000000000000')".into(),
             },
             GroupKey::By(GroupBy::CampaignKind) => "gc.kind".into(),
-            // Not kept by the rollup (`CohortSplit` reads the leads).
-            GroupKey::By(GroupBy::Segment) => "NULL".into(),
+            GroupKey::By(GroupBy::Segment) => "NULLIF(r.segment, 'NONE')".into(),
         }
     }
 

@@ -1,4 +1,5 @@
 use crate::error::{AppError, AppResult};
+use crate::metrics::rollups::{self, Leads};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{
     Patch, TimeRange, normalize_domain, not_future, now, optional_text, required_text,
@@ -230,16 +231,39 @@ pub async fn create(
     Ok(am.insert(db).await?)
 }
 
-pub async fn update(
+/// Updates an account; a change of segment or target flag moves its leads'
+/// funnel counts in the rollup, in the same transaction.
+pub async fn update<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    id: Uuid,
+    fields: AccountFields,
+) -> AppResult<account::Model> {
+    let txn = crate::db::begin_write(db).await?;
+    let updated = update_in(&txn, id, fields).await?;
+    txn.commit().await?;
+    Ok(updated)
+}
+
+async fn update_in(
     db: &impl ConnectionTrait,
     id: Uuid,
     fields: AccountFields,
 ) -> AppResult<account::Model> {
     check_owner(db, &fields.owner_id).await?;
-    let mut am = get(db, id).await?.into_active_model();
+    let current = get(db, id).await?;
+    let (segment, is_target) = (current.segment, current.is_target);
+    let mut am = current.into_active_model();
     apply(&mut am, fields)?;
     am.updated_at = Set(now());
-    Ok(am.update(db).await?)
+    let moves = am.segment.try_as_ref().is_some_and(|s| *s != segment)
+        || am.is_target.try_as_ref().is_some_and(|t| *t != is_target);
+    if !moves {
+        return Ok(am.update(db).await?);
+    }
+    rollups::leads_before(db, Leads::Account(id)).await?;
+    let updated = am.update(db).await?;
+    rollups::leads_after(db, Leads::Account(id)).await?;
+    Ok(updated)
 }
 
 /// Creates or updates the account an external id maps to; the same call
@@ -255,7 +279,7 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
         Some(id) => {
             let mut f = fields;
             f.created_at = None;
-            update(&txn, id, f).await?
+            update_in(&txn, id, f).await?
         }
         None => {
             let created = create(&txn, subject, fields).await?;
