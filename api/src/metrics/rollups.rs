@@ -5,9 +5,10 @@
 //! - `attribution_credits`: the credit each won opportunity gives each
 //!   campaign under every model; written when it is won and rewritten when
 //!   its amount, its lead's touches or its lead's MQL entry change;
-//! - `lead_rollup`: per day of creation and per source, campaign, team,
-//!   owner, account segment and target flag, the funnel counts of the leads
-//!   created that day.
+//! - `lead_rollup` and `lead_rollup_segment`: per day of creation and per
+//!   source, campaign, team and owner (the first) or per account segment and
+//!   target flag (the second), the funnel counts of the leads created that
+//!   day.
 //!
 //! `rebuild` recomputes both from the records (the seed, and `ensure` when a
 //! database's rollups predate this code); a test compares the rollups that
@@ -165,11 +166,48 @@ fn day_of(backend: DbBackend, col: &str) -> String {
     }
 }
 
+/// The two tables of lead counts, and what each is keyed by besides the day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadTable {
+    /// `lead_rollup`: source, campaign, team, owner.
+    ByOwner,
+    /// `lead_rollup_segment`: the account's segment and target flag.
+    BySegment,
+}
+
+impl LeadTable {
+    pub fn name(self) -> &'static str {
+        match self {
+            LeadTable::ByOwner => "lead_rollup",
+            LeadTable::BySegment => "lead_rollup_segment",
+        }
+    }
+
+    /// (key columns, their values for a lead `l` with account `a`).
+    fn key(self, q: &Sql) -> (&'static str, String) {
+        match self {
+            LeadTable::ByOwner => (
+                "source, campaign_id, team_id, owner_id",
+                format!(
+                    "l.source, {}, {}, {}",
+                    none_id(q, "l.campaign_id"),
+                    none_id(q, "l.team_id"),
+                    none_id(q, "l.owner_id")
+                ),
+            ),
+            LeadTable::BySegment => (
+                "segment, is_target",
+                "COALESCE(a.segment, 'NONE'), CASE WHEN a.id IS NULL THEN -1 WHEN a.is_target THEN 1 ELSE 0 END"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
 /// Adds (`sign` 1) or takes away (`sign` -1) what the leads in `scope`
-/// contribute to `lead_rollup`, as they stand now in this transaction.
+/// contribute to both lead tables, as they stand now in this transaction.
 async fn apply_leads(db: &impl ConnectionTrait, scope: Leads, sign: i64) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
-    let mut q = Sql::new(backend);
     let cols = [
         "leads",
         "mqls",
@@ -180,32 +218,37 @@ async fn apply_leads(db: &impl ConnectionTrait, scope: Leads, sign: i64) -> Resu
         "won",
         "won_amount",
     ];
-    let updates = cols
-        .iter()
-        .map(|c| format!("{c} = lead_rollup.{c} + excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     let won = "CASE WHEN o.stage = 'CLOSED_WON' THEN";
-    q.push(&format!(
-        "INSERT INTO lead_rollup (day, source, campaign_id, team_id, owner_id, segment, is_target, {cols}) \
-         SELECT {day}, l.source, {campaign}, {team}, {owner}, COALESCE(a.segment, 'NONE'), \
-         CASE WHEN a.id IS NULL THEN -1 WHEN a.is_target THEN 1 ELSE 0 END, \
-         {sign} * COUNT(*), {sign} * COUNT(l.mql_at), {sign} * COUNT(l.sal_at), {sign} * COUNT(l.sql_at), \
-         {sign} * COUNT(l.converted_at), {sign} * COUNT(l.converted_opportunity_id), {sign} * SUM({won} 1 ELSE 0 END), {sign} * SUM({won} o.amount ELSE 0 END) \
-         FROM leads l LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id \
-         LEFT JOIN accounts a ON a.id = l.account_id WHERE 1 = 1",
-        cols = cols.join(", "),
-        day = day_of(backend, "l.created_at"),
-        campaign = none_id(&q, "l.campaign_id"),
-        team = none_id(&q, "l.team_id"),
-        owner = none_id(&q, "l.owner_id"),
-    ));
-    scope.condition(&mut q);
-    q.push(&format!(
-        " GROUP BY 1, 2, 3, 4, 5, 6, 7 ON CONFLICT (day, source, campaign_id, team_id, owner_id, segment, is_target) \
-         DO UPDATE SET {updates}"
-    ));
-    db.execute_raw(q.statement()).await?;
+    for table in [LeadTable::ByOwner, LeadTable::BySegment] {
+        let mut q = Sql::new(backend);
+        let name = table.name();
+        let (key_cols, key) = table.key(&q);
+        let updates = cols
+            .iter()
+            .map(|c| format!("{c} = {name}.{c} + excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let groups = (1..=key_cols.split(',').count() + 1)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        q.push(&format!(
+            "INSERT INTO {name} (day, {key_cols}, {cols}) \
+             SELECT {day}, {key}, \
+             {sign} * COUNT(*), {sign} * COUNT(l.mql_at), {sign} * COUNT(l.sal_at), {sign} * COUNT(l.sql_at), \
+             {sign} * COUNT(l.converted_at), {sign} * COUNT(l.converted_opportunity_id), \
+             {sign} * SUM({won} 1 ELSE 0 END), {sign} * SUM({won} o.amount ELSE 0 END) \
+             FROM leads l LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id \
+             LEFT JOIN accounts a ON a.id = l.account_id WHERE 1 = 1",
+            cols = cols.join(", "),
+            day = day_of(backend, "l.created_at"),
+        ));
+        scope.condition(&mut q);
+        q.push(&format!(
+            " GROUP BY {groups} ON CONFLICT (day, {key_cols}) DO UPDATE SET {updates}"
+        ));
+        db.execute_raw(q.statement()).await?;
+    }
     Ok(())
 }
 
@@ -247,7 +290,7 @@ async fn vacuum(db: &impl ConnectionTrait) {
     if backend != DbBackend::Postgres {
         return;
     }
-    let sql = "VACUUM (ANALYZE) attribution_credits, lead_rollup";
+    let sql = "VACUUM (ANALYZE) attribution_credits, lead_rollup, lead_rollup_segment";
     if let Err(e) = db.execute_raw(Statement::from_string(backend, sql)).await {
         tracing::warn!(error = %e, "could not vacuum the rebuilt metric rollups");
     }
@@ -256,7 +299,7 @@ async fn vacuum(db: &impl ConnectionTrait) {
 async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
     let pg = backend == DbBackend::Postgres;
-    for table in ["attribution_credits", "lead_rollup"] {
+    for table in ["attribution_credits", "lead_rollup", "lead_rollup_segment"] {
         // PostgreSQL: TRUNCATE leaves no dead rows behind (a DELETE of every
         // row would double the tables until a vacuum); it is transactional,
         // and readers wait for the rebuild to commit.
@@ -275,7 +318,7 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
         // The planner's view of the new contents, at once.
         db.execute_raw(Statement::from_string(
             backend,
-            "ANALYZE attribution_credits, lead_rollup",
+            "ANALYZE attribution_credits, lead_rollup, lead_rollup_segment",
         ))
         .await?;
     }

@@ -1,6 +1,7 @@
 //! Metric queries. Every aggregate runs in the database; Rust only turns a
 //! handful of result rows into numbers (and divides exact sums as Decimals).
 
+use super::rollups::LeadTable;
 use super::sql::Sql;
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
@@ -194,11 +195,12 @@ fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter) {
     q.push(") ");
 }
 
-/// How a lead-cohort count over a period reads: whole UTC days from
-/// `lead_rollup`, the partial days at either end from the leads themselves.
+/// How a lead-cohort count over a period reads: whole UTC days from a rollup
+/// table, the partial days at either end from the leads themselves.
 struct CohortSplit {
-    /// `[first, end)` whole days, when the filter is one the rollup keeps.
-    days: Option<(NaiveDate, NaiveDate)>,
+    /// The rollup table and its `[first, end)` whole days, when one keeps
+    /// every filter and the grouping asked for.
+    days: Option<(LeadTable, NaiveDate, NaiveDate)>,
     /// The parts of the period read from `leads`.
     raw: Vec<Period>,
 }
@@ -208,16 +210,14 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
 }
 
 impl CohortSplit {
-    fn new(p: &Period, f: &MetricFilter) -> CohortSplit {
+    fn new(p: &Period, f: &MetricFilter, key: GroupKey) -> CohortSplit {
         let whole = CohortSplit {
             days: None,
             raw: vec![*p],
         };
-        // The rollup does not keep single accounts (a filter by account is
-        // narrow and reads the leads by index).
-        if !f.account_ids.is_empty() {
+        let Some(table) = rollup_table(f, key) else {
             return whole;
-        }
+        };
         let mut first = p.from.date_naive();
         if midnight(first) < p.from {
             first += Duration::days(1);
@@ -232,13 +232,43 @@ impl CohortSplit {
             .map(|(from, to)| Period { from, to })
             .collect();
         CohortSplit {
-            days: Some((first, end)),
+            days: Some((table, first, end)),
             raw,
         }
     }
 }
 
-/// ` AND …` for the filters `lead_rollup` keeps (all but single accounts).
+/// The rollup table that keeps every filter of `f` and the grouping `key`:
+/// `lead_rollup` for source, campaign, team and owner, `lead_rollup_segment`
+/// for the account's segment and target flag; none for single accounts (a
+/// narrow read of the leads by index) or a mix of the two kinds.
+fn rollup_table(f: &MetricFilter, key: GroupKey) -> Option<LeadTable> {
+    if !f.account_ids.is_empty() {
+        return None;
+    }
+    let by_owner = f.source.is_some()
+        || f.campaign_id.is_some()
+        || f.team_id.is_some()
+        || f.owner_id.is_some()
+        || matches!(
+            key,
+            GroupKey::By(GroupBy::Source | GroupBy::Campaign | GroupBy::CampaignKind)
+        );
+    let by_segment =
+        f.segment.is_some() || f.is_target.is_some() || key == GroupKey::By(GroupBy::Segment);
+    match (by_owner, by_segment) {
+        (true, true) => None,
+        (false, true) => Some(LeadTable::BySegment),
+        // Unfiltered: the smaller table.
+        (_, false) => Some(if by_owner {
+            LeadTable::ByOwner
+        } else {
+            LeadTable::BySegment
+        }),
+    }
+}
+
+/// ` AND …` for the filters the rollup table `r` keeps (see `rollup_table`).
 fn rollup_conditions(q: &mut Sql, f: &MetricFilter) {
     if let Some(s) = f.source {
         q.push(" AND r.source = ").bind(s.as_str());
@@ -265,19 +295,20 @@ fn rollup_conditions(q: &mut Sql, f: &MetricFilter) {
 /// `key` maps a rollup row (`r`, campaigns `gc`) and a lead (`l`,
 /// campaigns `gc`, accounts `ga`) to its group.
 fn cohort_counts(q: &mut Sql, p: &Period, f: &MetricFilter, key: GroupKey) {
-    let split = CohortSplit::new(p, f);
+    let split = CohortSplit::new(p, f, key);
     let mut parts = 0;
     q.push("SELECT g");
     for c in ["r1", "r2", "r3", "r4", "r5", "opps", "r6", "won_amount"] {
         q.push(&format!(", {} AS {c}", sum(c)));
     }
     q.push(" FROM (");
-    if let Some((first, end)) = split.days {
+    if let Some((table, first, end)) = split.days {
         q.push(&format!(
             "SELECT {g} AS g, SUM(r.leads) AS r1, SUM(r.mqls) AS r2, SUM(r.sals) AS r3, SUM(r.sqls) AS r4, \
              SUM(r.converted) AS r5, SUM(r.opportunities) AS opps, SUM(r.won) AS r6, SUM(r.won_amount) AS won_amount \
-             FROM lead_rollup r{join} WHERE r.day >= ",
+             FROM {table} r{join} WHERE r.day >= ",
             g = key.rollup(q.backend),
+            table = table.name(),
             join = key.rollup_join(),
         ))
         .bind(first)
