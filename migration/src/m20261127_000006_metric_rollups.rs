@@ -43,6 +43,19 @@ enum LeadRollup {
     CampaignId,
     TeamId,
     OwnerId,
+}
+
+#[derive(DeriveIden)]
+enum LeadRollupSegment {
+    Table,
+    Day,
+    Segment,
+    IsTarget,
+}
+
+/// The counts both lead rollups keep, per key.
+#[derive(DeriveIden, Clone, Copy)]
+enum Counts {
     Leads,
     Mqls,
     Sals,
@@ -53,20 +66,31 @@ enum LeadRollup {
     WonAmount,
 }
 
-#[derive(DeriveIden)]
-enum LeadRollupSegment {
-    Table,
-    Day,
-    Segment,
-    IsTarget,
-    Leads,
-    Mqls,
-    Sals,
-    Sqls,
-    Converted,
-    Opportunities,
-    Won,
-    WonAmount,
+const COUNTS: [Counts; 8] = [
+    Counts::Leads,
+    Counts::Mqls,
+    Counts::Sals,
+    Counts::Sqls,
+    Counts::Converted,
+    Counts::Opportunities,
+    Counts::Won,
+    Counts::WonAmount,
+];
+
+/// A lead rollup: its key columns, which are its primary key, then the counts.
+fn lead_rollup(table: impl IntoIden, key: Vec<ColumnDef>) -> TableCreateStatement {
+    let mut t = Table::create();
+    t.table(table);
+    let mut pk = Index::create();
+    for col in key {
+        pk.col(Alias::new(col.get_column_name()));
+        t.col(col);
+    }
+    for c in COUNTS {
+        t.col(big_integer(c));
+    }
+    t.primary_key(&mut pk);
+    t.to_owned()
 }
 
 #[derive(DeriveIden)]
@@ -106,55 +130,25 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_table(
-            Table::create()
-                .table(LeadRollup::Table)
-                .col(date(LeadRollup::Day))
-                .col(string_len(LeadRollup::Source, 16))
-                .col(uuid(LeadRollup::CampaignId))
-                .col(uuid(LeadRollup::TeamId))
-                .col(uuid(LeadRollup::OwnerId))
-                .col(big_integer(LeadRollup::Leads))
-                .col(big_integer(LeadRollup::Mqls))
-                .col(big_integer(LeadRollup::Sals))
-                .col(big_integer(LeadRollup::Sqls))
-                .col(big_integer(LeadRollup::Converted))
-                .col(big_integer(LeadRollup::Opportunities))
-                .col(big_integer(LeadRollup::Won))
-                .col(big_integer(LeadRollup::WonAmount))
-                .primary_key(
-                    Index::create()
-                        .col(LeadRollup::Day)
-                        .col(LeadRollup::Source)
-                        .col(LeadRollup::CampaignId)
-                        .col(LeadRollup::TeamId)
-                        .col(LeadRollup::OwnerId),
-                )
-                .to_owned(),
-        )
+        m.create_table(lead_rollup(
+            LeadRollup::Table,
+            vec![
+                date(LeadRollup::Day),
+                string_len(LeadRollup::Source, 16),
+                uuid(LeadRollup::CampaignId),
+                uuid(LeadRollup::TeamId),
+                uuid(LeadRollup::OwnerId),
+            ],
+        ))
         .await?;
-        m.create_table(
-            Table::create()
-                .table(LeadRollupSegment::Table)
-                .col(date(LeadRollupSegment::Day))
-                .col(string_len(LeadRollupSegment::Segment, 16))
-                .col(small_integer(LeadRollupSegment::IsTarget))
-                .col(big_integer(LeadRollupSegment::Leads))
-                .col(big_integer(LeadRollupSegment::Mqls))
-                .col(big_integer(LeadRollupSegment::Sals))
-                .col(big_integer(LeadRollupSegment::Sqls))
-                .col(big_integer(LeadRollupSegment::Converted))
-                .col(big_integer(LeadRollupSegment::Opportunities))
-                .col(big_integer(LeadRollupSegment::Won))
-                .col(big_integer(LeadRollupSegment::WonAmount))
-                .primary_key(
-                    Index::create()
-                        .col(LeadRollupSegment::Day)
-                        .col(LeadRollupSegment::Segment)
-                        .col(LeadRollupSegment::IsTarget),
-                )
-                .to_owned(),
-        )
+        m.create_table(lead_rollup(
+            LeadRollupSegment::Table,
+            vec![
+                date(LeadRollupSegment::Day),
+                string_len(LeadRollupSegment::Segment, 16),
+                small_integer(LeadRollupSegment::IsTarget),
+            ],
+        ))
         .await?;
         let db = m.get_connection();
         // A period's credits by model, read from the index alone.
