@@ -201,17 +201,7 @@ async fn time_requests(
     let mut times = Vec::with_capacity(n);
     for i in 0..n + 2 {
         let started = Instant::now();
-        let resp: serde_json::Value = client
-            .post(url)
-            .bearer_auth(token)
-            .json(&json!({ "query": query }))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if resp.get("errors").is_some() {
-            return Err(format!("{query}: {resp}").into());
-        }
+        post(client, url, token, query, json!({})).await?;
         if i >= 2 {
             times.push(started.elapsed().as_secs_f64() * 1000.0);
         }
@@ -219,7 +209,7 @@ async fn time_requests(
     Ok(times)
 }
 
-/// One GraphQL request; its `data`, or its errors as the error.
+/// One GraphQL request: the whole response, or its errors as the error.
 async fn post(
     client: &reqwest::Client,
     url: &str,
@@ -238,7 +228,7 @@ async fn post(
     if resp.get("errors").is_some() {
         return Err(format!("{query}: {resp}").into());
     }
-    Ok(resp["data"].clone())
+    Ok(resp)
 }
 
 /// A lead's way to a won deal, one mutation at a time, `n` times over: what
@@ -256,7 +246,7 @@ async fn time_writes(
     )?;
     let url = &server.url;
     let first = |d: &serde_json::Value, list: &str| {
-        d[list]["nodes"][0]["id"]
+        d["data"][list]["nodes"][0]["id"]
             .as_str()
             .unwrap_or_default()
             .to_owned()
@@ -278,56 +268,54 @@ async fn time_writes(
         "changeOpportunityStage (CLOSED_WON)",
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); steps.len()];
-    let run = std::process::id();
-    for i in 0..n {
-        let mut timed =
-            |k: usize, started: Instant| times[k].push(started.elapsed().as_secs_f64() * 1000.0);
-        let t = Instant::now();
-        let d = post(client, url, &token, "mutation($i: LeadInput!) { createLead(input: $i) { id } }",
-            json!({"i": {"email": format!("bench-{run}-{i}@example.com"), "accountId": account, "campaignId": campaign, "source": "EMAIL"}})).await?;
-        timed(0, t);
-        let lead = d["createLead"]["id"]
+    // Step `k`: one mutation, timed; its `data`.
+    let mut step = async |k: usize, query: &str, variables: serde_json::Value| {
+        let started = Instant::now();
+        let resp = post(client, url, &token, query, variables).await?;
+        times[k].push(started.elapsed().as_secs_f64() * 1000.0);
+        Ok::<_, Box<dyn std::error::Error>>(resp["data"].clone())
+    };
+    let id = |d: &serde_json::Value, path: &[&str]| {
+        path.iter()
+            .fold(d, |v, k| &v[*k])
             .as_str()
             .unwrap_or_default()
-            .to_owned();
-        let t = Instant::now();
-        post(
-            client,
-            url,
-            &token,
+            .to_owned()
+    };
+    let run = std::process::id();
+    for i in 0..n {
+        let d = step(
+            0,
+            "mutation($i: LeadInput!) { createLead(input: $i) { id } }",
+            json!({"i": {"email": format!("bench-{run}-{i}@example.com"), "accountId": account, "campaignId": campaign, "source": "EMAIL"}}),
+        )
+        .await?;
+        let lead = id(&d, &["createLead", "id"]);
+        step(
+            1,
             "mutation($i: TouchpointInput!) { recordTouchpoint(input: $i) { id } }",
             json!({"i": {"leadId": lead, "campaignId": campaign}}),
         )
         .await?;
-        timed(1, t);
-        let t = Instant::now();
-        post(
-            client,
-            url,
-            &token,
+        step(
+            2,
             "mutation($id: ID!) { changeLeadStage(id: $id, to: MQL) { id } }",
             json!({"id": lead}),
         )
         .await?;
-        timed(2, t);
-        let t = Instant::now();
-        let d = post(client, url, &token, "mutation($id: ID!) { convertLead(id: $id, opportunity: {name: \"bench\", amount: \"1000\"}) { opportunity { id } } }",
-            json!({"id": lead})).await?;
-        timed(3, t);
-        let opp = d["convertLead"]["opportunity"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let t = Instant::now();
-        post(
-            client,
-            url,
-            &token,
+        let d = step(
+            3,
+            "mutation($id: ID!) { convertLead(id: $id, opportunity: {name: \"bench\", amount: \"1000\"}) { opportunity { id } } }",
+            json!({"id": lead}),
+        )
+        .await?;
+        let opp = id(&d, &["convertLead", "opportunity", "id"]);
+        step(
+            4,
             "mutation($id: ID!) { changeOpportunityStage(id: $id, to: CLOSED_WON) { id } }",
             json!({"id": opp}),
         )
         .await?;
-        timed(4, t);
     }
     Ok(steps
         .iter()
