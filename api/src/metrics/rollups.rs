@@ -205,7 +205,7 @@ impl LeadTable {
 }
 
 /// Adds (`sign` 1) or takes away (`sign` -1) what the leads in `scope`
-/// contribute to both lead tables, as they stand now in this transaction.
+/// contribute to the lead tables, as they stand now in this transaction.
 async fn apply_leads(db: &impl ConnectionTrait, scope: Leads, sign: i64) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
     let cols = [
@@ -219,7 +219,12 @@ async fn apply_leads(db: &impl ConnectionTrait, scope: Leads, sign: i64) -> Resu
         "won_amount",
     ];
     let won = "CASE WHEN o.stage = 'CLOSED_WON' THEN";
-    for table in [LeadTable::ByOwner, LeadTable::BySegment] {
+    // An account's leads keep their source, campaign, team and owner.
+    let tables: &[LeadTable] = match scope {
+        Leads::Account(_) => &[LeadTable::BySegment],
+        _ => &[LeadTable::ByOwner, LeadTable::BySegment],
+    };
+    for &table in tables {
         let mut q = Sql::new(backend);
         let name = table.name();
         let (key_cols, key) = table.key(&q);
