@@ -70,6 +70,15 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 20)]
         requests: usize,
+        /// Concurrent writers to try (comma-separated; empty for none).
+        #[arg(long, value_delimiter = ',', default_value = "8,32")]
+        writers: Vec<usize>,
+        /// Seconds each concurrent-writer run lasts.
+        #[arg(long, default_value_t = 15)]
+        write_secs: u64,
+        /// Only the concurrent writers.
+        #[arg(long)]
+        only_writes: bool,
     },
     /// Fill the database with deterministic demo data of any size.
     Seed {
@@ -137,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
             let db = api::db::connect(config.database_url(), counter).await?;
             match action {
                 // The migrations, then the metric rollups if they predate this build.
-                MigrateAction::Up => api::db::migrate(&db).await?,
+                MigrateAction::Up => api::setup::migrate(&db).await?,
                 MigrateAction::Down => migration::Migrator::down(&db, Some(1)).await?,
                 MigrateAction::Status => migration::Migrator::status(&db).await?,
             }
@@ -163,6 +172,9 @@ async fn main() -> anyhow::Result<()> {
             leads,
             seed,
             requests,
+            writers,
+            write_secs,
+            only_writes,
         } => {
             init_tracing_with("warn");
             let report = api::bench::run(api::bench::BenchOptions {
@@ -170,6 +182,9 @@ async fn main() -> anyhow::Result<()> {
                 leads,
                 seed,
                 requests,
+                writers,
+                write_secs,
+                only_writes,
             })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -184,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
             init_tracing();
             let config = config_with(database_url)?;
             let db = api::db::connect(config.database_url(), Default::default()).await?;
-            api::db::migrate(&db).await?;
+            api::setup::migrate(&db).await?;
             let started = std::time::Instant::now();
             let report = api::seed::seed(
                 &db,

@@ -8,6 +8,7 @@ mod accounts;
 mod auth;
 mod cache;
 mod cli;
+mod concurrency;
 mod http;
 mod leads;
 mod metrics;

@@ -19,6 +19,12 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Timed requests per query (after two warm-ups).
     pub requests: usize,
+    /// Concurrent writers to try, each for `write_secs` seconds, in both
+    /// scenarios (distinct and crossed keys).
+    pub writers: Vec<usize>,
+    pub write_secs: u64,
+    /// Only the concurrent writers (no metric or loader timings).
+    pub only_writes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +57,8 @@ pub struct BenchReport {
     pub loader: Vec<LoaderRow>,
     /// Mutations through HTTP that keep the rollups: (name, median ms, p95 ms).
     pub writes: Vec<(String, f64, f64)>,
+    /// Concurrent writers.
+    pub write_load: Vec<WriteLoadRow>,
     /// Rebuilding every rollup from the records, ms.
     pub rebuild_ms: f64,
     /// Peak resident memory of the process (server and client), MiB.
@@ -103,6 +111,19 @@ impl BenchReport {
             );
             for (name, med, p95) in &self.writes {
                 s.push_str(&format!("| {name} | {med:.1} | {p95:.1} |\n"));
+            }
+        }
+        if !self.write_load.is_empty() {
+            s.push_str(
+                "\nConcurrent writers through HTTP (ADMIN):\n\n\
+                 | scenario | writers | writes | writes/s | p50 ms | p99 ms | errors |\n\
+                 |---|---:|---:|---:|---:|---:|---:|\n",
+            );
+            for r in &self.write_load {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} |\n",
+                    r.scenario, r.writers, r.writes, r.per_sec, r.p50_ms, r.p99_ms, r.errors
+                ));
             }
         }
         s.push_str(&format!(
@@ -365,6 +386,27 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         .await?;
     }
     let leads = entity::lead::Entity::find().count(&db).await?;
+    let client = reqwest::Client::new();
+    let mut write_load = Vec::new();
+    for &writers in &opts.writers {
+        for crossed in [false, true] {
+            write_load
+                .push(write_load_row(&client, &server, writers, opts.write_secs, crossed).await?);
+        }
+    }
+    if opts.only_writes {
+        server.stop().await;
+        return Ok(BenchReport {
+            backend: backend_name(&opts.database_url).into(),
+            leads,
+            rows: Vec::new(),
+            loader: Vec::new(),
+            writes: Vec::new(),
+            write_load,
+            rebuild_ms: 0.0,
+            peak_rss_mib: peak_rss_mib(),
+        });
+    }
     let cached = start(Config {
         metrics_cache_secs: 30,
         ..config.clone()
@@ -471,7 +513,6 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
             )),
         ),
     ];
-    let client = reqwest::Client::new();
     let mut rows = Vec::new();
     for (name, selection, sql) in cases {
         let query = format!("{{ metrics({p}) {{ {selection} }} }}");
@@ -548,18 +589,249 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         });
         server.stop().await;
     }
-    let backend = if opts.database_url.starts_with("postgres") {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
     Ok(BenchReport {
-        backend: backend.into(),
+        backend: backend_name(&opts.database_url).into(),
         leads,
         rows,
         loader,
         writes,
+        write_load,
         rebuild_ms,
         peak_rss_mib: peak_rss_mib(),
     })
+}
+
+/// Concurrent writers through HTTP for a while: writes per second, p50 and
+/// p99 latency, and how many came back with an error.
+#[derive(Debug, Clone)]
+pub struct WriteLoadRow {
+    pub scenario: &'static str,
+    pub writers: usize,
+    pub writes: u64,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+/// One timed write; an error is counted and logged.
+#[allow(clippy::too_many_arguments)]
+async fn timed(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    times: &mut Vec<f64>,
+    errors: &mut u64,
+    query: &str,
+    vars: serde_json::Value,
+) -> Option<serde_json::Value> {
+    let t = Instant::now();
+    let resp = post(client, url, token, query, vars).await;
+    times.push(t.elapsed().as_secs_f64() * 1000.0);
+    match resp {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "bench write failed");
+            *errors += 1;
+            None
+        }
+    }
+}
+
+/// A writer's deterministic choices (xorshift).
+struct Pick(u64);
+
+const SOURCES: [&str; 3] = ["WEB", "EVENT", "PAID"];
+
+impl Pick {
+    fn next(&mut self) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 1) as usize
+    }
+}
+
+/// `writers` clients for `secs` seconds. `crossed`: they reassign 40 shared
+/// leads between 4 owners and 3 campaigns, change their stages and create
+/// two-lead batches whose owners come in opposite orders; otherwise each
+/// repeats createLead → recordTouchpoint → changeLeadStage(MQL) on a
+/// campaign of its own.
+async fn write_load_row(
+    client: &reqwest::Client,
+    server: &Server,
+    writers: usize,
+    secs: u64,
+    crossed: bool,
+) -> Result<WriteLoadRow, Box<dyn std::error::Error>> {
+    let token = server.state.keys.issue(
+        Role::Admin,
+        "bench-writer",
+        std::time::Duration::from_secs(3600),
+        None,
+    )?;
+    let url = server.url.clone();
+    let run = std::process::id();
+    let new_id = |d: serde_json::Value, field: &str| {
+        d["data"][field]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut campaigns = Vec::new();
+    for i in 0..writers.max(3) {
+        let d = post(
+            client,
+            &url,
+            &token,
+            "mutation($i: CampaignInput!) { createCampaign(input: $i) { id } }",
+            json!({"i": {"name": format!("bench {run} {i}"), "channel": "EMAIL", "kind": "WEBINAR", "startsAt": "2026-01-01T00:00:00Z"}}),
+        )
+        .await?;
+        campaigns.push(new_id(d, "createCampaign"));
+    }
+    let mut owners = Vec::new();
+    let mut leads = Vec::new();
+    if crossed {
+        for i in 0..4 {
+            let d = post(
+                client,
+                &url,
+                &token,
+                "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }",
+                json!({"i": {"email": format!("bench-{run}-{writers}-{i}@example.com"), "name": "Bench owner", "role": "MEMBER"}}),
+            )
+            .await?;
+            owners.push(new_id(d, "createUser"));
+        }
+        for i in 0..40 {
+            let d = post(
+                client,
+                &url,
+                &token,
+                "mutation($i: LeadInput!) { createLead(input: $i) { id } }",
+                json!({"i": {"email": format!("bench-{run}-{writers}-shared-{i}@example.com"), "ownerId": owners[i % 4], "campaignId": campaigns[i % 3]}}),
+            )
+            .await?;
+            leads.push(new_id(d, "createLead"));
+        }
+    }
+    let (campaigns, owners, leads) = (
+        std::sync::Arc::new(campaigns),
+        std::sync::Arc::new(owners),
+        std::sync::Arc::new(leads),
+    );
+    let until = Instant::now() + std::time::Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        let (campaigns, owners, leads) = (campaigns.clone(), owners.clone(), leads.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut errors = 0u64;
+            let mut pick = Pick(0x9E37_79B9_7F4A_7C15 ^ ((w as u64 + 1) << 17));
+            let mut i = 0;
+            while Instant::now() < until {
+                i += 1;
+                if crossed {
+                    let lead = &leads[pick.next() % leads.len()];
+                    match pick.next() % 3 {
+                        0 => {
+                            timed(&client, &url, &token, &mut times, &mut errors,
+                                "mutation($id: ID!, $i: LeadInput!) { updateLead(id: $id, input: $i) { id } }",
+                                json!({"id": lead, "i": {"ownerId": owners[pick.next() % 4], "campaignId": campaigns[pick.next() % 3], "source": SOURCES[pick.next() % 3]}}),
+                            )
+                            .await;
+                        }
+                        1 => {
+                            // Two writers may ask for the stage the lead is at: a client error, not a failure.
+                            let to = ["INQUIRY", "MQL", "SAL", "SQL"][pick.next() % 4];
+                            let t = Instant::now();
+                            let resp = post(&client, &url, &token, "mutation($id: ID!, $to: LeadStage!) { changeLeadStage(id: $id, to: $to) { id } }", json!({"id": lead, "to": to})).await;
+                            times.push(t.elapsed().as_secs_f64() * 1000.0);
+                            if let Err(e) = resp
+                                && !e.to_string().contains("BAD_USER_INPUT")
+                                && !e.to_string().contains("already")
+                            {
+                                tracing::warn!(error = %e, "bench write failed");
+                                errors += 1;
+                            }
+                        }
+                        _ => {
+                            let (a, b) = (owners[pick.next() % 4].clone(), owners[pick.next() % 4].clone());
+                            let order = if w % 2 == 0 { [a, b] } else { [b, a] };
+                            let inputs: Vec<serde_json::Value> = order
+                                .iter()
+                                .enumerate()
+                                .map(|(k, o)| json!({"email": format!("bench-{run}-{writers}-w{w}-{i}-{k}@example.com"), "ownerId": o, "campaignId": campaigns[k % 3], "stage": "MQL"}))
+                                .collect();
+                            timed(&client, &url, &token, &mut times, &mut errors,
+                                "mutation($i: [LeadInput!]!) { createLeads(inputs: $i) { id } }",
+                                json!({ "i": inputs }),
+                            )
+                            .await;
+                        }
+                    }
+                } else {
+                    let campaign = &campaigns[w];
+                    let Some(d) = timed(&client, &url, &token, &mut times, &mut errors,
+                        "mutation($i: LeadInput!) { createLead(input: $i) { id } }",
+                        json!({"i": {"email": format!("bench-{run}-{writers}-w{w}-{i}@example.com"), "campaignId": campaign, "source": "EMAIL"}}),
+                    )
+                    .await
+                    else {
+                        continue;
+                    };
+                    let lead = d["data"]["createLead"]["id"].as_str().unwrap_or_default().to_owned();
+                    timed(&client, &url, &token, &mut times, &mut errors,
+                        "mutation($i: TouchpointInput!) { recordTouchpoint(input: $i) { id } }",
+                        json!({"i": {"leadId": lead, "campaignId": campaign}}),
+                    )
+                    .await;
+                    timed(&client, &url, &token, &mut times, &mut errors,
+                        "mutation($id: ID!) { changeLeadStage(id: $id, to: MQL) { id } }",
+                        json!({ "id": lead }),
+                    )
+                    .await;
+                }
+            }
+            (times, errors)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (t, e) = t.await?;
+        times.extend(t);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    times.sort_by(|a, b| a.total_cmp(b));
+    let row = WriteLoadRow {
+        scenario: if crossed {
+            "crossed keys"
+        } else {
+            "distinct keys"
+        },
+        writers,
+        writes: times.len() as u64,
+        per_sec: times.len() as f64 / elapsed,
+        p50_ms: percentile(&times, 0.50),
+        p99_ms: percentile(&times, 0.99),
+        errors,
+    };
+    eprintln!(
+        "{} writers, {}: {:.0} writes/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
+        row.writers, row.scenario, row.per_sec, row.p50_ms, row.p99_ms, row.errors
+    );
+    Ok(row)
+}
+
+fn backend_name(url: &str) -> &'static str {
+    if url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    }
 }

@@ -1,6 +1,5 @@
 //! Connecting, migrating, and the few places the two backends differ.
 
-use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -67,29 +66,18 @@ pub async fn connect(
     Ok(db)
 }
 
-/// Runs the pending migrations, then rebuilds the metric rollups when they
-/// predate this code (see `metrics::rollups`).
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await?;
-    let started = std::time::Instant::now();
-    if crate::metrics::rollups::ensure(db).await? {
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "rebuilt the metric rollups"
-        );
-    }
-    Ok(())
-}
-
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
 
-/// Begins a transaction that will write. On SQLite it takes the write lock
-/// at `BEGIN` (`IMMEDIATE`), so concurrent writers wait their turn (up to the
-/// busy timeout) instead of failing when one that read first tries to write;
-/// PostgreSQL ignores the mode. Inside a transaction it opens a savepoint.
+/// Begins a transaction that will write, for maintenance outside the records
+/// (rollup rebuilds, the seed's bulk load): every write to the records goes
+/// through `uow::run`, which begins its own. On SQLite it takes the write
+/// lock at `BEGIN` (`IMMEDIATE`), so concurrent writers wait their turn (up
+/// to the busy timeout) instead of failing when one that read first tries to
+/// write; PostgreSQL ignores the mode.
 pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    #[allow(clippy::disallowed_methods)]
     db.begin_with_options(TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()

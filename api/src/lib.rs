@@ -12,6 +12,8 @@ pub mod metrics;
 pub mod pagination;
 pub mod records;
 pub mod seed;
+pub mod setup;
+pub mod uow;
 
 pub use config::Config;
 pub use http::App;

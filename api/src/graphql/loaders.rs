@@ -5,7 +5,7 @@ use crate::error::AppError;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use sea_orm::sea_query::ValueType;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, Iden, Iterable,
+    ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, Iden, Iterable,
     PrimaryKeyToColumn, QueryFilter, QueryOrder, Statement, Value,
 };
 use std::collections::HashMap;
@@ -167,12 +167,7 @@ where
     }
 }
 
-pub fn placeholder(backend: DbBackend, i: usize) -> String {
-    match backend {
-        DbBackend::Postgres => format!("${i}"),
-        _ => "?".to_owned(),
-    }
-}
+use crate::metrics::sql::placeholder;
 
 pub struct ByLead;
 pub struct ByOpportunity;

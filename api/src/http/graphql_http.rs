@@ -278,7 +278,6 @@ async fn execute(
     }
     let operation_name = params.operation_name.clone();
     let operation = selected_operation(&doc, operation_name.as_deref());
-    let is_mutation = operation.is_some_and(|op| op.ty == OperationType::Mutation);
     // A dashboard's repeated metric query: served from the cache while no write intervened.
     let mut cache_key = None;
     if state.metrics_cache.enabled() && operation.is_some_and(cache::metrics_only) {
@@ -331,9 +330,6 @@ async fn execute(
         Duration::from_micros(state.config.loader_delay_us),
     );
     let response = state.schema.execute(request).await;
-    if is_mutation && let Err(e) = cache::bump(&state.db).await {
-        tracing::error!(error = %e, "could not bump the data version after a mutation");
-    }
 
     let request_error = response.data == Value::Null
         && !response.errors.is_empty()

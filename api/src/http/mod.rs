@@ -54,7 +54,7 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
         let statements = Arc::new(StatementCounter::default());
         let db = db::connect(config.database_url(), statements.clone()).await?;
-        db::migrate(&db).await?;
+        crate::setup::migrate(&db).await?;
         let keys = Arc::new(JwtKeys::from_config(&config)?);
         let schema = build_schema(&config, Some(db.clone()));
         let state = AppState {

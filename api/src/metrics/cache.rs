@@ -6,10 +6,13 @@
 //! - The key holds the caller's role, the exact request (query, operation
 //!   name, variables) and the database's data version: a role never reads
 //!   another role's entry.
-//! - Every write bumps the data version in the database after it commits
-//!   (`bump`), so an entry computed before a write is never served after it,
-//!   on this replica or any other: the cache keeps nothing another replica
-//!   needs, it only saves work.
+//! - Every write raises the data version inside its own transaction
+//!   (`bump`, called by the unit of work), so an entry computed before a
+//!   write is never served after it, on this replica or any other: the
+//!   cache keeps nothing another replica needs, it only saves work. The
+//!   version is the sum of a few slots, each write raising one at random,
+//!   so that concurrent writers do not queue on one row; a sum of counters
+//!   that only grow changes with every write.
 //! - Entries live `metrics_cache_secs` (0 disables the cache) and the cache
 //!   holds at most `MAX_BYTES` of responses.
 
@@ -107,7 +110,7 @@ pub async fn data_version(db: &impl ConnectionTrait) -> AppResult<i64> {
     let row = db
         .query_one_raw(Statement::from_string(
             backend,
-            "SELECT version FROM data_version WHERE id = 1",
+            "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) AS version FROM data_version",
         ))
         .await?;
     Ok(match row {
@@ -116,13 +119,14 @@ pub async fn data_version(db: &impl ConnectionTrait) -> AppResult<i64> {
     })
 }
 
-/// Marks every cached metric stale, here and on every replica: call it after
-/// a write to the records has committed.
+/// Marks every cached metric stale, here and on every replica, when the
+/// transaction it runs in commits (the unit of work calls it).
 pub async fn bump(db: &impl ConnectionTrait) -> AppResult<()> {
     let backend = db.get_database_backend();
+    let slot = rand::random_range(1..=i64::from(crate::uow::DATA_VERSION_SLOTS));
     db.execute_raw(Statement::from_string(
         backend,
-        "UPDATE data_version SET version = version + 1 WHERE id = 1",
+        format!("UPDATE data_version SET version = version + 1 WHERE id = {slot}"),
     ))
     .await?;
     Ok(())

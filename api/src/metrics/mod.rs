@@ -6,6 +6,6 @@ pub mod cache;
 pub mod graphql;
 pub mod rollups;
 pub mod service;
-mod sql;
+pub(crate) mod sql;
 
 pub use service::*;

@@ -17,6 +17,7 @@
 use super::sql::Sql;
 use crate::error::AppResult;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionSession, TransactionTrait};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// The rollups' definition version: raise it when what they hold changes,
@@ -27,24 +28,30 @@ pub const VERSION: i64 = 1;
 pub const MODELS: [&str; 4] = ["FIRST_TOUCH", "LAST_TOUCH", "LINEAR", "W_SHAPED"];
 
 /// Which won opportunities a credit refresh concerns.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Won {
     All,
-    Opportunity(Uuid),
-    /// The opportunities that came from this lead.
-    Lead(Uuid),
+    /// These opportunities, and those that came from these leads.
+    Some {
+        opps: Vec<Uuid>,
+        leads: Vec<Uuid>,
+    },
 }
 
 impl Won {
     /// ` AND …` over `opportunities o`.
-    fn condition(self, q: &mut Sql) {
+    fn condition(&self, q: &mut Sql) {
         match self {
             Won::All => {}
-            Won::Opportunity(id) => {
-                q.push(" AND o.id = ").bind(id);
-            }
-            Won::Lead(id) => {
-                q.push(" AND o.lead_id = ").bind(id);
+            Won::Some { opps, leads } => {
+                q.push(" AND (1 = 0");
+                if !opps.is_empty() {
+                    q.push(" OR o.id IN ").bind_list(opps.iter().copied());
+                }
+                if !leads.is_empty() {
+                    q.push(" OR o.lead_id IN ").bind_list(leads.iter().copied());
+                }
+                q.push(")");
             }
         }
     }
@@ -56,7 +63,7 @@ impl Won {
 /// by time, then id): rank `rn` of `n`, and `mrn`, the rank of the last touch
 /// at or before the lead first entered MQL (`n` when there is none). Each
 /// row is `units / d` storage units and `shares / d` opportunities.
-fn insert_credits(q: &mut Sql, scope: Won) {
+fn insert_credits(q: &mut Sql, scope: &Won) {
     q.push(
         "WITH won AS (SELECT o.id, o.amount, o.lead_id, o.created_at, o.closed_at FROM opportunities o \
          WHERE o.stage = 'CLOSED_WON' AND o.closed_at IS NOT NULL",
@@ -96,8 +103,9 @@ fn insert_credits(q: &mut Sql, scope: Won) {
     }
 }
 
-/// Rewrites the credits of the won opportunities in `scope`. Call it in the
-/// transaction of any write that can change them, after the write.
+/// Rewrites the credits of the won opportunities in `scope`, in the
+/// transaction of a write that changed them (the unit of work calls it at
+/// commit).
 pub async fn refresh_credits(db: &impl ConnectionTrait, scope: Won) -> AppResult<()> {
     let backend = db.get_database_backend();
     if backend == DbBackend::Postgres {
@@ -115,37 +123,9 @@ pub async fn refresh_credits(db: &impl ConnectionTrait, scope: Won) -> AppResult
     del.push(")");
     db.execute_raw(del.statement()).await?;
     let mut ins = Sql::new(backend);
-    insert_credits(&mut ins, scope);
+    insert_credits(&mut ins, &scope);
     db.execute_raw(ins.statement()).await?;
     Ok(())
-}
-
-/// The leads a lead-rollup change concerns.
-#[derive(Debug, Clone, Copy)]
-pub enum Leads {
-    All,
-    Lead(Uuid),
-    /// The lead converted into this opportunity.
-    ConvertedTo(Uuid),
-    /// The leads of this account (its segment or target flag changes).
-    Account(Uuid),
-}
-
-impl Leads {
-    fn condition(self, q: &mut Sql) {
-        match self {
-            Leads::All => {}
-            Leads::Lead(id) => {
-                q.push(" AND l.id = ").bind(id);
-            }
-            Leads::ConvertedTo(id) => {
-                q.push(" AND l.converted_opportunity_id = ").bind(id);
-            }
-            Leads::Account(id) => {
-                q.push(" AND l.account_id = ").bind(id);
-            }
-        }
-    }
 }
 
 /// The nil UUID: "none" in `lead_rollup`'s key.
@@ -204,81 +184,279 @@ impl LeadTable {
     }
 }
 
-/// Adds (`sign` 1) or takes away (`sign` -1) what the leads in `scope`
-/// contribute to the lead tables, as they stand now in this transaction.
-async fn apply_leads(db: &impl ConnectionTrait, scope: Leads, sign: i64) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    let cols = [
-        "leads",
-        "mqls",
-        "sals",
-        "sqls",
-        "converted",
-        "opportunities",
-        "won",
-        "won_amount",
-    ];
+/// The counts both lead tables keep, in their column order.
+pub const COUNTS: [&str; 8] = [
+    "leads",
+    "mqls",
+    "sals",
+    "sqls",
+    "converted",
+    "opportunities",
+    "won",
+    "won_amount",
+];
+
+/// `SELECT`s of the counts over `leads l` (with `o`, its opportunity).
+fn count_exprs() -> String {
     let won = "CASE WHEN o.stage = 'CLOSED_WON' THEN";
-    // An account's leads keep their source, campaign, team and owner.
-    let tables: &[LeadTable] = match scope {
-        Leads::Account(_) => &[LeadTable::BySegment],
-        _ => &[LeadTable::ByOwner, LeadTable::BySegment],
-    };
-    for &table in tables {
-        let mut q = Sql::new(backend);
+    format!(
+        "CAST(COUNT(*) AS BIGINT), CAST(COUNT(l.mql_at) AS BIGINT), CAST(COUNT(l.sal_at) AS BIGINT), \
+         CAST(COUNT(l.sql_at) AS BIGINT), CAST(COUNT(l.converted_at) AS BIGINT), \
+         CAST(COUNT(l.converted_opportunity_id) AS BIGINT), \
+         CAST(SUM({won} 1 ELSE 0 END) AS BIGINT), CAST(SUM({won} o.amount ELSE 0 END) AS BIGINT)"
+    )
+}
+
+/// Fills both lead tables from every lead (they are empty).
+async fn insert_all_leads(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    for table in [LeadTable::ByOwner, LeadTable::BySegment] {
+        let q = Sql::new(backend);
         let name = table.name();
         let (key_cols, key) = table.key(&q);
-        let updates = cols
-            .iter()
-            .map(|c| format!("{c} = {name}.{c} + excluded.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let groups = (1..=key_cols.split(',').count() + 1)
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        q.push(&format!(
-            "INSERT INTO {name} (day, {key_cols}, {cols}) \
-             SELECT {day}, {key}, \
-             {sign} * COUNT(*), {sign} * COUNT(l.mql_at), {sign} * COUNT(l.sal_at), {sign} * COUNT(l.sql_at), \
-             {sign} * COUNT(l.converted_at), {sign} * COUNT(l.converted_opportunity_id), \
-             {sign} * SUM({won} 1 ELSE 0 END), {sign} * SUM({won} o.amount ELSE 0 END) \
+        let sql = format!(
+            "INSERT INTO {name} (day, {key_cols}, {cols}) SELECT {day}, {key}, {counts} \
              FROM leads l LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id \
-             LEFT JOIN accounts a ON a.id = l.account_id WHERE 1 = 1",
-            cols = cols.join(", "),
+             LEFT JOIN accounts a ON a.id = l.account_id GROUP BY {groups}",
+            cols = COUNTS.join(", "),
             day = day_of(backend, "l.created_at"),
-        ));
-        scope.condition(&mut q);
-        q.push(&format!(
-            " GROUP BY {groups} ON CONFLICT (day, {key_cols}) DO UPDATE SET {updates}"
-        ));
-        db.execute_raw(q.statement()).await?;
+            counts = count_exprs(),
+        );
+        db.execute_raw(Statement::from_string(backend, sql)).await?;
     }
     Ok(())
 }
 
-/// Before a write that may change what leads in `scope` contribute to the
-/// funnel counts: takes their contribution away (and, on PostgreSQL, locks
-/// them so that concurrent writers take turns). Pair it with `leads_after`.
-pub async fn leads_before(db: &impl ConnectionTrait, scope: Leads) -> AppResult<()> {
-    let backend = db.get_database_backend();
-    if backend == DbBackend::Postgres {
-        let mut lock = Sql::new(backend);
-        lock.push("SELECT l.id FROM leads l WHERE 1 = 1");
-        scope.condition(&mut lock);
-        lock.push(" ORDER BY l.id FOR UPDATE");
-        db.query_all_raw(lock.statement()).await?;
-    }
-    Ok(apply_leads(db, scope, -1).await?)
+/// A row of the lead tables: the table and its key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RollupKey {
+    /// `lead_rollup` ("none" is the nil UUID).
+    ByOwner {
+        day: String,
+        source: String,
+        campaign_id: Uuid,
+        team_id: Uuid,
+        owner_id: Uuid,
+    },
+    /// `lead_rollup_segment` (`NONE` and -1 without an account).
+    BySegment {
+        day: String,
+        segment: String,
+        is_target: i16,
+    },
 }
 
-/// After the write: adds the leads' new contribution back.
-pub async fn leads_after(db: &impl ConnectionTrait, scope: Leads) -> AppResult<()> {
-    Ok(apply_leads(db, scope, 1).await?)
+/// What some leads contribute to the lead tables, per row (in key order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contributions(BTreeMap<RollupKey, [i64; 8]>);
+
+impl Contributions {
+    pub fn add(&mut self, other: &Contributions) {
+        for (k, v) in &other.0 {
+            let row = self.0.entry(k.clone()).or_insert([0; 8]);
+            for (a, b) in row.iter_mut().zip(v) {
+                *a += b;
+            }
+        }
+    }
+
+    /// `self - other`, without the rows that do not change.
+    pub fn minus(&self, other: &Contributions) -> Contributions {
+        let mut out = self.clone();
+        for (k, v) in &other.0 {
+            let row = out.0.entry(k.clone()).or_insert([0; 8]);
+            for (a, b) in row.iter_mut().zip(v) {
+                *a -= b;
+            }
+        }
+        out.0.retain(|_, v| v.iter().any(|x| *x != 0));
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Which leads a snapshot reads: those in `leads` or of an account in
+/// `accounts`, but not those in `except_leads` nor of an account in
+/// `except_accounts` (already counted by an earlier snapshot).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub leads: Vec<Uuid>,
+    pub accounts: Vec<Uuid>,
+    pub except_leads: Vec<Uuid>,
+    pub except_accounts: Vec<Uuid>,
+}
+
+impl Scope {
+    fn condition(&self, q: &mut Sql) {
+        q.push(" WHERE (1 = 0");
+        if !self.leads.is_empty() {
+            q.push(" OR l.id IN ").bind_list(self.leads.iter().copied());
+        }
+        if !self.accounts.is_empty() {
+            q.push(" OR l.account_id IN ")
+                .bind_list(self.accounts.iter().copied());
+        }
+        q.push(")");
+        if !self.except_leads.is_empty() {
+            q.push(" AND l.id NOT IN ")
+                .bind_list(self.except_leads.iter().copied());
+        }
+        if !self.except_accounts.is_empty() {
+            q.push(" AND (l.account_id IS NULL OR l.account_id NOT IN ")
+                .bind_list(self.except_accounts.iter().copied());
+            q.push(")");
+        }
+    }
+}
+
+/// What the leads in `scope` contribute to both lead tables, as they stand
+/// in this transaction (one statement; the database groups and counts).
+pub async fn contributions(db: &impl ConnectionTrait, scope: &Scope) -> AppResult<Contributions> {
+    let backend = db.get_database_backend();
+    let mut q = Sql::new(backend);
+    let day = match backend {
+        DbBackend::Postgres => format!("CAST({} AS TEXT)", day_of(backend, "l.created_at")),
+        _ => day_of(backend, "l.created_at"),
+    };
+    let from = "FROM leads l LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id \
+                LEFT JOIN accounts a ON a.id = l.account_id";
+    let counts = count_exprs();
+    let (_, owner_key) = LeadTable::ByOwner.key(&q);
+    let (_, segment_key) = LeadTable::BySegment.key(&q);
+    q.push(&format!(
+        "SELECT 0 AS t, {day} AS day, {owner_key}, NULL AS segment, NULL AS is_target, {counts} {from}"
+    ));
+    scope.condition(&mut q);
+    q.push(&format!(
+        " GROUP BY 2, 3, 4, 5, 6 UNION ALL \
+         SELECT 1 AS t, {day} AS day, NULL, NULL, NULL, NULL, {segment_key}, {counts} {from}"
+    ));
+    scope.condition(&mut q);
+    q.push(" GROUP BY 2, 7, 8");
+    let rows = db.query_all_raw(q.statement()).await?;
+    let mut out = Contributions::default();
+    for row in rows {
+        let t: i32 = row.try_get_by_index(0)?;
+        let day: String = row.try_get_by_index(1)?;
+        let key = if t == 0 {
+            RollupKey::ByOwner {
+                day,
+                source: row.try_get_by_index(2)?,
+                campaign_id: row.try_get_by_index(3)?,
+                team_id: row.try_get_by_index(4)?,
+                owner_id: row.try_get_by_index(5)?,
+            }
+        } else {
+            let is_target: i32 = row.try_get_by_index(7)?;
+            RollupKey::BySegment {
+                day,
+                segment: row.try_get_by_index(6)?,
+                is_target: i16::try_from(is_target).unwrap_or(-1),
+            }
+        };
+        let mut counts = [0i64; 8];
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c = row.try_get_by_index(8 + i)?;
+        }
+        let entry = out.0.entry(key).or_insert([0; 8]);
+        for (a, b) in entry.iter_mut().zip(counts) {
+            *a += b;
+        }
+    }
+    Ok(out)
+}
+
+/// Adds `delta` to the lead tables, row by row in key order (so that
+/// writers of crossed keys lock the rows in one order), a few hundred rows
+/// per statement.
+pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResult<()> {
+    let backend = db.get_database_backend();
+    let day = |q: &mut Sql, d: &str| {
+        if backend == DbBackend::Postgres {
+            q.push("CAST(").bind(d.to_owned()).push(" AS DATE)");
+        } else {
+            q.bind(d.to_owned());
+        }
+    };
+    for table in [LeadTable::ByOwner, LeadTable::BySegment] {
+        let rows: Vec<(&RollupKey, &[i64; 8])> = delta
+            .0
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    (table, k),
+                    (LeadTable::ByOwner, RollupKey::ByOwner { .. })
+                        | (LeadTable::BySegment, RollupKey::BySegment { .. })
+                )
+            })
+            .collect();
+        for chunk in rows.chunks(500) {
+            let q0 = Sql::new(backend);
+            let name = table.name();
+            let (key_cols, _) = table.key(&q0);
+            let mut q = Sql::new(backend);
+            q.push(&format!(
+                "INSERT INTO {name} (day, {key_cols}, {}) VALUES ",
+                COUNTS.join(", ")
+            ));
+            for (i, (key, counts)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.push("(");
+                match key {
+                    RollupKey::ByOwner {
+                        day: d,
+                        source,
+                        campaign_id,
+                        team_id,
+                        owner_id,
+                    } => {
+                        day(&mut q, d);
+                        q.push(", ").bind(source.clone());
+                        q.push(", ").bind(*campaign_id);
+                        q.push(", ").bind(*team_id);
+                        q.push(", ").bind(*owner_id);
+                    }
+                    RollupKey::BySegment {
+                        day: d,
+                        segment,
+                        is_target,
+                    } => {
+                        day(&mut q, d);
+                        q.push(", ").bind(segment.clone());
+                        q.push(", ").bind(*is_target);
+                    }
+                }
+                for c in counts.iter() {
+                    q.push(", ").bind(*c);
+                }
+                q.push(")");
+            }
+            let updates = COUNTS
+                .iter()
+                .map(|c| format!("{c} = {name}.{c} + excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            q.push(&format!(
+                " ON CONFLICT (day, {key_cols}) DO UPDATE SET {updates}"
+            ));
+            db.execute_raw(q.statement()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Recomputes every rollup from the records, in one transaction.
 pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<(), DbErr> {
+    #[allow(clippy::disallowed_methods)] // maintenance: the rollups, not the records
     let txn = crate::db::begin_write(db).await?;
     rebuild_in(&txn).await?;
     txn.commit().await?;
@@ -316,9 +494,9 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
         db.execute_raw(Statement::from_string(backend, sql)).await?;
     }
     let mut ins = Sql::new(backend);
-    insert_credits(&mut ins, Won::All);
+    insert_credits(&mut ins, &Won::All);
     db.execute_raw(ins.statement()).await?;
-    apply_leads(db, Leads::All, 1).await?;
+    insert_all_leads(db).await?;
     if pg {
         // The planner's view of the new contents, at once.
         db.execute_raw(Statement::from_string(
@@ -331,7 +509,7 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
         backend,
         format!(
             "UPDATE metric_rollups SET version = {} WHERE id = 1",
-            crate::graphql::loaders::placeholder(backend, 1)
+            super::sql::placeholder(backend, 1)
         ),
         [VERSION.into()],
     ))
@@ -343,6 +521,7 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
 /// definition (or never): at start-up, after the migrations. Replicas that
 /// start together take turns; the later ones find the work done.
 pub async fn ensure<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<bool, DbErr> {
+    #[allow(clippy::disallowed_methods)] // maintenance: the rollups, not the records
     let txn = crate::db::begin_write(db).await?;
     let backend = txn.get_database_backend();
     let lock = if backend == DbBackend::Postgres {

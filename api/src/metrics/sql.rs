@@ -1,8 +1,15 @@
 //! A small SQL text builder: placeholders per backend, and the few
 //! expressions that differ between SQLite and PostgreSQL.
 
-use crate::graphql::loaders::placeholder;
 use sea_orm::{DbBackend, Statement, Value};
+
+/// The `i`-th (from 1) bound parameter's mark.
+pub fn placeholder(backend: DbBackend, i: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${i}"),
+        _ => "?".to_owned(),
+    }
+}
 
 pub struct Sql {
     pub backend: DbBackend,

@@ -2,11 +2,10 @@
 //! exactly one Lockstep record.
 
 use crate::error::{AppError, AppResult};
+use crate::uow::Work;
 use entity::enums::RecordKind;
 use entity::external_id::{self, Entity as ExternalId};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -54,27 +53,26 @@ pub async fn lookup(
 
 /// Links `key` to `record_id` (CONFLICT if it already points elsewhere).
 pub async fn link(
-    db: &impl ConnectionTrait,
+    w: &mut Work,
     kind: RecordKind,
     key: &ExternalRef,
     record_id: Uuid,
 ) -> AppResult<()> {
-    match lookup(db, kind, key).await? {
+    match lookup(w.db(), kind, key).await? {
         Some(existing) if existing == record_id => Ok(()),
         Some(_) => Err(AppError::conflict(
             Some("externalIds"),
             format!("{}:{} already maps to another record", key.system, key.id),
         )),
         None => {
-            external_id::ActiveModel {
+            w.insert(external_id::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 record_kind: Set(kind),
                 system: Set(key.system.clone()),
                 external_id: Set(key.id.clone()),
                 record_id: Set(record_id),
                 created_at: Set(super::common::now()),
-            }
-            .insert(db)
+            })
             .await?;
             Ok(())
         }

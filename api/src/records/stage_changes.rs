@@ -1,10 +1,11 @@
 //! The stage history of leads and opportunities: every stage change is
 //! recorded with its time, actor and reason.
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
+use crate::uow::Work;
 use chrono::{DateTime, Utc};
 use entity::stage_change;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{ConnectionTrait, Set};
 use uuid::Uuid;
 
 /// Who makes a change.
@@ -14,6 +15,22 @@ pub struct Actor {
     pub subject: String,
     /// The user behind the subject, when there is one.
     pub user_id: Option<Uuid>,
+    /// Whether it may backfill times (creation, stage change and close
+    /// times from a source system): ADMIN and INTEGRATION callers.
+    pub may_backfill: bool,
+}
+
+impl Actor {
+    /// FORBIDDEN unless the actor may backfill times; `field` names the input.
+    pub fn check_backfill(&self, field: &str) -> crate::error::AppResult<()> {
+        if self.may_backfill {
+            Ok(())
+        } else {
+            Err(crate::error::AppError::forbidden(format!(
+                "only ADMIN and INTEGRATION callers may backfill `{field}`"
+            )))
+        }
+    }
 }
 
 impl From<&crate::auth::Caller> for Actor {
@@ -21,6 +38,7 @@ impl From<&crate::auth::Caller> for Actor {
         Actor {
             subject: c.subject.clone(),
             user_id: c.user_id(),
+            may_backfill: c.may_backfill(),
         }
     }
 }
@@ -34,7 +52,7 @@ pub enum Subject {
 
 /// Records one stage change (`from` is None for the first stage).
 pub async fn record(
-    db: &impl ConnectionTrait,
+    w: &mut Work,
     subject: Subject,
     from: Option<String>,
     to: String,
@@ -46,7 +64,7 @@ pub async fn record(
         Subject::Lead(id) => (Some(id), None),
         Subject::Opportunity(id) => (None, Some(id)),
     };
-    Ok(stage_change::ActiveModel {
+    w.insert(stage_change::ActiveModel {
         id: Set(Uuid::now_v7()),
         lead_id: Set(lead_id),
         opportunity_id: Set(opportunity_id),
@@ -56,9 +74,8 @@ pub async fn record(
         actor: Set(actor.subject.clone()),
         actor_user_id: Set(actor.user_id),
         reason: Set(reason),
-    }
-    .insert(db)
-    .await?)
+    })
+    .await
 }
 
 /// The latest stage change of a record.
@@ -80,4 +97,33 @@ pub async fn last(
         .order_by_desc(stage_change::Column::Id)
         .one(db)
         .await?)
+}
+
+/// A change's time: now, or a backfilled time that is not in the future,
+/// not before the record's creation and not before its last change.
+pub async fn check_change_time(
+    db: &impl ConnectionTrait,
+    subject: Subject,
+    created_at: DateTime<Utc>,
+    at: Option<DateTime<Utc>>,
+) -> AppResult<DateTime<Utc>> {
+    let Some(at) = at else {
+        return Ok(crate::records::common::now());
+    };
+    let at = crate::records::common::not_future(at, "at")?;
+    if at < created_at {
+        return Err(AppError::bad_input(
+            "at",
+            "`at` must not be before the record was created",
+        ));
+    }
+    if let Some(last) = last(db, subject).await?
+        && at < last.at
+    {
+        return Err(AppError::bad_input(
+            "at",
+            "`at` must not be before the record's last stage change",
+        ));
+    }
+    Ok(at)
 }

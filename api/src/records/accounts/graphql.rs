@@ -1,5 +1,5 @@
 use super::service::{self, AccountFields, AccountFilter, AccountOrder};
-use crate::auth::{Caller, READERS, RECORD_WRITERS};
+use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
 use crate::graphql::loaders::{
@@ -13,6 +13,7 @@ use crate::records::common::{money_to_units, units_to_money};
 use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::Lead;
 use crate::records::opportunities::graphql::Opportunity;
+use crate::records::stage_changes::Actor;
 use crate::records::users::graphql::User;
 use crate::records::{
     ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
@@ -237,16 +238,7 @@ pub struct AccountInput {
 }
 
 impl AccountInput {
-    fn into_fields(
-        self,
-        caller: &Caller,
-        currency: &str,
-    ) -> Result<(AccountFields, Vec<ExternalRef>), AppError> {
-        if self.created_at.is_some() && !caller.may_backfill() {
-            return Err(AppError::forbidden(
-                "only ADMIN and INTEGRATION callers may set createdAt",
-            ));
-        }
+    fn into_fields(self, currency: &str) -> Result<(AccountFields, Vec<ExternalRef>), AppError> {
         let revenue = match patch(self.annual_revenue) {
             Some(Some(d)) => Some(Some(money_to_units(d, currency, "annualRevenue")?)),
             Some(None) => Some(None),
@@ -285,10 +277,10 @@ pub struct AccountsMutation;
 impl AccountsMutation {
     async fn create_account(&self, ctx: &Context<'_>, input: AccountInput) -> Result<Account> {
         let caller = require(ctx, RECORD_WRITERS, "create accounts")?;
-        let (fields, refs) = input.into_fields(caller, &settings(ctx)?.currency)?;
+        let (fields, refs) = input.into_fields(&settings(ctx)?.currency)?;
         let db = db(ctx)?;
         Ok(Account(
-            service::create_with_refs(db, &caller.subject, fields, refs).await?,
+            service::create(db, &Actor::from(caller), fields, refs).await?,
         ))
     }
 
@@ -298,8 +290,8 @@ impl AccountsMutation {
         id: ID,
         input: AccountInput,
     ) -> Result<Account> {
-        let caller = require(ctx, RECORD_WRITERS, "update accounts")?;
-        let (fields, refs) = input.into_fields(caller, &settings(ctx)?.currency)?;
+        require(ctx, RECORD_WRITERS, "update accounts")?;
+        let (fields, refs) = input.into_fields(&settings(ctx)?.currency)?;
         if fields.created_at.is_some() || !refs.is_empty() {
             return Err(
                 AppError::invalid("createdAt and externalIds are set on create or upsert").into(),
@@ -319,9 +311,9 @@ impl AccountsMutation {
     ) -> Result<Account> {
         let caller = require(ctx, RECORD_WRITERS, "upsert accounts")?;
         let key = ExternalRef::normalized(&external_id.system, &external_id.id)?;
-        let (fields, _) = input.into_fields(caller, &settings(ctx)?.currency)?;
+        let (fields, _) = input.into_fields(&settings(ctx)?.currency)?;
         Ok(Account(
-            service::upsert(db(ctx)?, &caller.subject, key, fields).await?,
+            service::upsert(db(ctx)?, &Actor::from(caller), key, fields).await?,
         ))
     }
 }

@@ -1,17 +1,18 @@
 use crate::error::{AppError, AppResult};
-use crate::metrics::rollups::{self, Leads};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{
     Patch, TimeRange, normalize_domain, not_future, now, optional_text, required_text,
     search_condition,
 };
 use crate::records::external_ids::{self, ExternalRef};
+use crate::records::stage_changes::Actor;
+use crate::uow::{self, Work};
 use chrono::{DateTime, Utc};
 use entity::account::{self, Entity as Account};
 use entity::enums::{AccountStatus, RecordKind, Segment};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, Set, TransactionSession, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -197,12 +198,16 @@ async fn check_owner(db: &impl ConnectionTrait, owner: &Patch<Uuid>) -> AppResul
     Ok(())
 }
 
-pub async fn create(
-    db: &impl ConnectionTrait,
-    subject: &str,
+/// Creates an account in the caller's unit.
+pub async fn create_in(
+    w: &mut Work,
+    actor: &Actor,
     fields: AccountFields,
 ) -> AppResult<account::Model> {
-    check_owner(db, &fields.owner_id).await?;
+    if fields.created_at.is_some() {
+        actor.check_backfill("createdAt")?;
+    }
+    check_owner(w.db(), &fields.owner_id).await?;
     let at = match fields.created_at {
         Some(t) => not_future(t, "createdAt")?,
         None => now(),
@@ -220,7 +225,7 @@ pub async fn create(
         became_customer_at: Set(None),
         churned_at: Set(None),
         owner_id: Set(None),
-        created_by: Set(subject.to_owned()),
+        created_by: Set(actor.subject.clone()),
         created_at: Set(at),
         updated_at: Set(at),
     };
@@ -228,81 +233,90 @@ pub async fn create(
         return Err(AppError::bad_input("name", "`name` is required"));
     }
     apply(&mut am, fields)?;
-    Ok(am.insert(db).await?)
+    w.insert_account(am).await
 }
 
-/// Updates an account; a change of segment or target flag moves its leads'
-/// funnel counts in the rollup, in the same transaction.
-pub async fn update<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// Updates an account (its own unit); a change of segment or target flag
+/// moves its leads' funnel counts in the rollup.
+pub async fn update(
+    db: &DatabaseConnection,
     id: Uuid,
     fields: AccountFields,
 ) -> AppResult<account::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let updated = update_in(&txn, id, fields).await?;
-    txn.commit().await?;
-    Ok(updated)
+    let fields = &fields;
+    uow::run(db, |mut w| async move {
+        let updated = update_in(&mut w, id, fields.clone()).await?;
+        w.commit(updated).await
+    })
+    .await
 }
 
-async fn update_in(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-    fields: AccountFields,
-) -> AppResult<account::Model> {
-    check_owner(db, &fields.owner_id).await?;
-    let current = get(db, id).await?;
-    let (segment, is_target) = (current.segment, current.is_target);
-    let mut am = current.into_active_model();
-    apply(&mut am, fields)?;
-    am.updated_at = Set(now());
-    let moves = am.segment.try_as_ref().is_some_and(|s| *s != segment)
-        || am.is_target.try_as_ref().is_some_and(|t| *t != is_target);
-    if !moves {
-        return Ok(am.update(db).await?);
-    }
-    rollups::leads_before(db, Leads::Account(id)).await?;
-    let updated = am.update(db).await?;
-    rollups::leads_after(db, Leads::Account(id)).await?;
-    Ok(updated)
+/// Updates an account in the caller's unit (locked, then read).
+pub async fn update_in(w: &mut Work, id: Uuid, fields: AccountFields) -> AppResult<account::Model> {
+    let current = w.lock_account(id).await?;
+    check_owner(w.db(), &fields.owner_id).await?;
+    w.update_account(current, |am| {
+        apply(am, fields)?;
+        am.updated_at = Set(now());
+        Ok(())
+    })
+    .await
 }
 
-/// Creates or updates the account an external id maps to; the same call
-/// twice leaves one record.
-pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
-    subject: &str,
+/// Creates or updates the account an external id maps to (its own unit);
+/// the same call twice leaves one record.
+pub async fn upsert(
+    db: &DatabaseConnection,
+    actor: &Actor,
     key: ExternalRef,
     fields: AccountFields,
 ) -> AppResult<account::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let model = match external_ids::lookup(&txn, RecordKind::Account, &key).await? {
-        Some(id) => {
-            let mut f = fields;
-            f.created_at = None;
-            update_in(&txn, id, f).await?
-        }
-        None => {
-            let created = create(&txn, subject, fields).await?;
-            external_ids::link(&txn, RecordKind::Account, &key, created.id).await?;
-            created
-        }
-    };
-    txn.commit().await?;
-    Ok(model)
+    let (key, fields) = (&key, &fields);
+    uow::run(db, |mut w| async move {
+        let model = upsert_in(&mut w, actor, key, fields.clone()).await?;
+        w.commit(model).await
+    })
+    .await
 }
 
-/// Creates an account and links its external ids, all or nothing.
-pub async fn create_with_refs<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
-    subject: &str,
+/// Creates or updates the account an external id maps to, in the caller's unit.
+pub async fn upsert_in(
+    w: &mut Work,
+    actor: &Actor,
+    key: &ExternalRef,
+    fields: AccountFields,
+) -> AppResult<account::Model> {
+    Ok(
+        match external_ids::lookup(w.db(), RecordKind::Account, key).await? {
+            Some(id) => {
+                let mut f = fields;
+                f.created_at = None;
+                update_in(w, id, f).await?
+            }
+            None => {
+                let created = create_in(w, actor, fields).await?;
+                external_ids::link(w, RecordKind::Account, key, created.id).await?;
+                created
+            }
+        },
+    )
+}
+
+/// Creates an account and links its external ids (its own unit), all or
+/// nothing.
+pub async fn create(
+    db: &DatabaseConnection,
+    actor: &Actor,
     fields: AccountFields,
     refs: Vec<ExternalRef>,
 ) -> AppResult<account::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let created = create(&txn, subject, fields).await?;
-    for key in &refs {
-        external_ids::link(&txn, RecordKind::Account, key, created.id).await?;
-    }
-    txn.commit().await?;
-    Ok(created)
+    let (fields, refs) = (&fields, &refs);
+    uow::run(db, |mut w| async move {
+        let created = create_in(&mut w, actor, fields.clone()).await?;
+        for key in refs {
+            external_ids::link(&mut w, RecordKind::Account, key, created.id).await?;
+        }
+        w.commit(created).await
+    })
+    .await
 }

@@ -3,12 +3,13 @@
 use crate::error::{AppError, AppResult};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{TimeRange, now, required_text, search_condition};
+use crate::uow;
 use chrono::{DateTime, Utc};
 use entity::campaign::{self, Entity as Campaign};
 use entity::enums::{CampaignKind, Channel};
+use sea_orm::DatabaseConnection;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -104,7 +105,8 @@ pub struct NewCampaign {
     pub ends_at: Option<DateTime<Utc>>,
 }
 
-pub async fn create(db: &impl ConnectionTrait, input: NewCampaign) -> AppResult<campaign::Model> {
+/// Creates a campaign (its own unit of work).
+pub async fn create(db: &DatabaseConnection, input: NewCampaign) -> AppResult<campaign::Model> {
     if let Some(end) = input.ends_at
         && end < input.starts_at
     {
@@ -113,7 +115,7 @@ pub async fn create(db: &impl ConnectionTrait, input: NewCampaign) -> AppResult<
             "`endsAt` must not be before `startsAt`",
         ));
     }
-    Ok(campaign::ActiveModel {
+    let am = campaign::ActiveModel {
         id: Set(Uuid::now_v7()),
         name: Set(required_text(&input.name, "name")?),
         channel: Set(input.channel),
@@ -122,7 +124,11 @@ pub async fn create(db: &impl ConnectionTrait, input: NewCampaign) -> AppResult<
         starts_at: Set(input.starts_at),
         ends_at: Set(input.ends_at),
         created_at: Set(now()),
-    }
-    .insert(db)
-    .await?)
+    };
+    let am = &am;
+    uow::run(db, |mut w| async move {
+        let created = w.insert(am.clone()).await?;
+        w.commit(created).await
+    })
+    .await
 }

@@ -1,5 +1,5 @@
-use super::service::{self, LeadFields, LeadFilter, LeadOrder, NewOpportunity};
-use crate::auth::{Caller, READERS, RECORD_WRITERS};
+use super::service::{self, Conversion, LeadFields, LeadFilter, LeadOrder};
+use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
 use crate::graphql::loaders::{
@@ -356,12 +356,7 @@ pub struct LeadInput {
 }
 
 impl LeadInput {
-    fn into_fields(self, caller: &Caller) -> Result<(LeadFields, Vec<ExternalRef>), AppError> {
-        if self.created_at.is_some() && !caller.may_backfill() {
-            return Err(AppError::forbidden(
-                "only ADMIN and INTEGRATION callers may set createdAt",
-            ));
-        }
+    fn into_fields(self) -> Result<(LeadFields, Vec<ExternalRef>), AppError> {
         let refs = self
             .external_ids
             .unwrap_or_default()
@@ -428,9 +423,9 @@ pub struct LeadsMutation;
 impl LeadsMutation {
     async fn create_lead(&self, ctx: &Context<'_>, input: LeadInput) -> Result<Lead> {
         let caller = require(ctx, RECORD_WRITERS, "create leads")?;
-        let (fields, refs) = input.into_fields(caller)?;
+        let (fields, refs) = input.into_fields()?;
         Ok(Lead(
-            service::create_one(db(ctx)?, &Actor::from(caller), fields, refs).await?,
+            service::create(db(ctx)?, &Actor::from(caller), fields, refs).await?,
         ))
     }
 
@@ -446,7 +441,7 @@ impl LeadsMutation {
         }
         let batch = inputs
             .into_iter()
-            .map(|i| i.into_fields(caller))
+            .map(LeadInput::into_fields)
             .collect::<Result<Vec<_>, _>>()?;
         let created = service::create_many(db(ctx)?, &Actor::from(caller), batch).await?;
         Ok(created.into_iter().map(Lead).collect())
@@ -454,8 +449,8 @@ impl LeadsMutation {
 
     /// Updates a lead's fields (its stage changes through `changeLeadStage`).
     async fn update_lead(&self, ctx: &Context<'_>, id: ID, input: LeadInput) -> Result<Lead> {
-        let caller = require(ctx, RECORD_WRITERS, "update leads")?;
-        let (fields, refs) = input.into_fields(caller)?;
+        require(ctx, RECORD_WRITERS, "update leads")?;
+        let (fields, refs) = input.into_fields()?;
         if fields.stage.is_some() {
             return Err(
                 AppError::bad_input("stage", "change the stage with changeLeadStage").into(),
@@ -482,12 +477,6 @@ impl LeadsMutation {
         at: Option<DateTime<Utc>>,
     ) -> Result<Lead> {
         let caller = require(ctx, RECORD_WRITERS, "change lead stages")?;
-        if at.is_some() && !caller.may_backfill() {
-            return Err(AppError::forbidden(
-                "only ADMIN and INTEGRATION callers may backfill `at`",
-            )
-            .into());
-        }
         let lead = service::change_stage(
             db(ctx)?,
             &Actor::from(caller),
@@ -510,47 +499,36 @@ impl LeadsMutation {
         #[graphql(desc = "Backfill: when the conversion happened (ADMIN and INTEGRATION only)")] at: Option<DateTime<Utc>>,
     ) -> Result<ConvertLeadPayload> {
         let caller = require(ctx, RECORD_WRITERS, "convert leads")?;
-        if at.is_some() && !caller.may_backfill() {
-            return Err(AppError::forbidden(
-                "only ADMIN and INTEGRATION callers may backfill `at`",
-            )
-            .into());
-        }
-        let db = db(ctx)?;
-        let lead_id = parse_id(&id, "id")?;
-        let lead = service::get(db, lead_id).await?;
         let deployment = &settings(ctx)?.currency;
         let currency = check_currency(
             opportunity.currency.as_deref().unwrap_or(deployment),
             deployment,
         )?;
-        let account_id = match &opportunity.account_id {
-            Some(a) => parse_id(a, "accountId")?,
-            None => lead.account_id.ok_or_else(|| {
-                AppError::bad_input("accountId", "the lead has no account: give `accountId`")
-            })?,
-        };
-        let owner_id = match &opportunity.owner_id {
-            Some(o) => Some(parse_id(o, "ownerId")?),
-            None => lead.owner_id,
-        };
-        let sourced_by = opportunity.sourced_by.unwrap_or(match lead.source {
-            Channel::Partner => SourcedBy::Partner,
-            Channel::Outbound => SourcedBy::SalesDevelopment,
-            _ => SourcedBy::Marketing,
-        });
-        let new = NewOpportunity {
+        let conversion = Conversion {
             name: opportunity.name,
-            account_id,
-            lead_id: Some(lead_id),
-            owner_id,
+            account_id: opportunity
+                .account_id
+                .as_ref()
+                .map(|a| parse_id(a, "accountId"))
+                .transpose()?,
+            owner_id: opportunity
+                .owner_id
+                .as_ref()
+                .map(|o| parse_id(o, "ownerId"))
+                .transpose()?,
             amount: money_to_units(opportunity.amount, &currency, "amount")?,
             currency,
             expected_close_date: opportunity.expected_close_date,
-            sourced_by,
-            created_at: None,
+            sourced_by: opportunity.sourced_by,
         };
-        let (lead, opp) = service::convert(db, &Actor::from(caller), lead_id, new, at).await?;
+        let (lead, opp) = service::convert(
+            db(ctx)?,
+            &Actor::from(caller),
+            parse_id(&id, "id")?,
+            conversion,
+            at,
+        )
+        .await?;
         Ok(ConvertLeadPayload {
             lead: Lead(lead),
             opportunity: Opportunity(opp),
@@ -566,7 +544,7 @@ impl LeadsMutation {
     ) -> Result<Lead> {
         let caller = require(ctx, RECORD_WRITERS, "upsert leads")?;
         let key = ExternalRef::normalized(&external_id.system, &external_id.id)?;
-        let (fields, _) = input.into_fields(caller)?;
+        let (fields, _) = input.into_fields()?;
         Ok(Lead(
             service::upsert(db(ctx)?, &Actor::from(caller), key, fields).await?,
         ))

@@ -1,22 +1,23 @@
 //! Leads: the funnel's people. Every stage change is recorded.
 
 use crate::error::{AppError, AppResult};
-use crate::metrics::rollups::{self, Leads, Won};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{
     Patch, TimeRange, email_domain, normalize_email, not_future, now, optional_text,
     search_condition,
 };
 use crate::records::external_ids::{self, ExternalRef};
-use crate::records::stage_changes::{self, Actor, Subject};
+use crate::records::opportunities::service::NewOpportunity;
+use crate::records::stage_changes::{self, Actor, Subject, check_change_time};
+use crate::uow::{self, AccountLock, Work};
 use chrono::{DateTime, Utc};
-use entity::enums::{Channel, LeadStage, RecordKind, Segment};
+use entity::enums::{Channel, LeadStage, RecordKind, Segment, SourcedBy};
 use entity::lead::{self, Entity as Lead};
 use entity::{account, touchpoint};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -158,15 +159,14 @@ pub struct LeadFields {
     pub team_id: Patch<Uuid>,
     /// Initial stage on create; on upsert, a stage to move to.
     pub stage: Option<LeadStage>,
-    /// Backfill (ADMIN and INTEGRATION only; the resolver checks the role).
+    /// Backfill (actors that may backfill only).
     pub created_at: Option<DateTime<Utc>>,
     pub first_touch_at: Patch<DateTime<Utc>>,
 }
 
+/// Checks the owner, team and campaign a lead refers to (the account is
+/// checked by its lock).
 async fn check_refs(db: &impl ConnectionTrait, f: &LeadFields) -> AppResult<()> {
-    if let Some(Some(id)) = f.account_id {
-        crate::records::accounts::service::get(db, id).await?;
-    }
     if let Some(Some(id)) = f.owner_id {
         crate::records::users::service::get(db, id)
             .await
@@ -246,17 +246,39 @@ fn note_entry(am: &mut lead::ActiveModel, to: LeadStage, at: DateTime<Utc>) {
     }
 }
 
-/// Creates a lead (and its first stage change) inside `db`'s transaction, if any.
-pub async fn create(
-    db: &impl ConnectionTrait,
-    actor: &Actor,
-    fields: LeadFields,
-) -> AppResult<lead::Model> {
+/// The account a new lead belongs to: the one given, or the account whose
+/// domain is the e-mail's (public mail domains never match).
+async fn account_of_new(w: &Work, fields: &LeadFields) -> AppResult<Option<Uuid>> {
+    if let Some(id) = fields.account_id {
+        return Ok(id);
+    }
+    let Some(email) = fields.email.as_deref() else {
+        return Ok(None);
+    };
+    let email = normalize_email(email, "email")?;
+    Ok(match email_domain(&email) {
+        Some(domain) => crate::records::accounts::service::find_by_domain(w.db(), domain)
+            .await?
+            .map(|a| a.id),
+        None => None,
+    })
+}
+
+/// Creates a lead and its first stage change in the caller's unit. The
+/// lead's account is locked first (so that its segment holds until commit).
+pub async fn create_in(w: &mut Work, actor: &Actor, fields: LeadFields) -> AppResult<lead::Model> {
     let Some(raw_email) = fields.email.as_deref() else {
         return Err(AppError::bad_input("email", "`email` is required"));
     };
     let email = normalize_email(raw_email, "email")?;
-    check_refs(db, &fields).await?;
+    if fields.created_at.is_some() {
+        actor.check_backfill("createdAt")?;
+    }
+    let account_id = account_of_new(w, &fields).await?;
+    if let Some(id) = account_id {
+        w.lock_accounts(&[id], AccountLock::Reference).await?;
+    }
+    check_refs(w.db(), &fields).await?;
     let at = match fields.created_at {
         Some(t) => not_future(t, "createdAt")?,
         None => now(),
@@ -276,16 +298,6 @@ pub async fn create(
             "a lead becomes CONVERTED through convertLead",
         ));
     }
-    // Match the account by the e-mail's domain when none is given.
-    let account_id = match fields.account_id {
-        Some(id) => id,
-        None => match email_domain(&email) {
-            Some(domain) => crate::records::accounts::service::find_by_domain(db, domain)
-                .await?
-                .map(|a| a.id),
-            None => None,
-        },
-    };
     let mut am = lead::ActiveModel {
         id: Set(Uuid::now_v7()),
         email: Set(email),
@@ -315,10 +327,9 @@ pub async fn create(
     f.account_id = None;
     apply(&mut am, &f)?;
     note_entry(&mut am, stage, at);
-    let created = am.insert(db).await?;
-    rollups::leads_after(db, Leads::Lead(created.id)).await?;
+    let created = w.insert_lead(am).await?;
     stage_changes::record(
-        db,
+        w,
         Subject::Lead(created.id),
         None,
         stage.as_str(),
@@ -331,25 +342,48 @@ pub async fn create(
 }
 
 /// Creates a lead and links its external ids, all or nothing.
-pub async fn create_one<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+pub async fn create(
+    db: &DatabaseConnection,
     actor: &Actor,
     fields: LeadFields,
     refs: Vec<ExternalRef>,
 ) -> AppResult<lead::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let created = create(&txn, actor, fields).await?;
-    for key in &refs {
-        external_ids::link(&txn, RecordKind::Lead, key, created.id).await?;
-    }
-    txn.commit().await?;
-    Ok(created)
+    let (fields, refs) = (&fields, &refs);
+    uow::run(db, |mut w| async move {
+        let created = create_in(&mut w, actor, fields.clone()).await?;
+        for key in refs {
+            external_ids::link(&mut w, RecordKind::Lead, key, created.id).await?;
+        }
+        w.commit(created).await
+    })
+    .await
 }
 
-/// Creates up to 1,000 leads in one transaction: all or none. An error names
-/// the index of the input that failed.
-pub async fn create_many<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// Names the input of a batch an error is about.
+fn at_index(i: usize) -> impl Fn(AppError) -> AppError {
+    move |e| match e {
+        AppError::BadInput { field, message } => AppError::BadInput {
+            field: Some(match field {
+                Some(f) => format!("inputs[{i}].{f}"),
+                None => format!("inputs[{i}]"),
+            }),
+            message: format!("inputs[{i}]: {message}"),
+        },
+        AppError::Conflict { field, message } => AppError::Conflict {
+            field: field.map(|f| format!("inputs[{i}].{f}")),
+            message: format!("inputs[{i}]: {message}"),
+        },
+        AppError::NotFound(what) => AppError::NotFound(format!("inputs[{i}]: {what}")),
+        AppError::Forbidden(message) => AppError::Forbidden(format!("inputs[{i}]: {message}")),
+        other => other,
+    }
+}
+
+/// Creates up to 1,000 leads in one unit: all or none. An error names the
+/// index of the input that failed. Every account the batch references is
+/// locked first, in one statement.
+pub async fn create_many(
+    db: &DatabaseConnection,
     actor: &Actor,
     inputs: Vec<(LeadFields, Vec<ExternalRef>)>,
 ) -> AppResult<Vec<lead::Model>> {
@@ -359,76 +393,100 @@ pub async fn create_many<C: ConnectionTrait + TransactionTrait>(
             format!("at most {MAX_BATCH} leads per call"),
         ));
     }
-    let txn = crate::db::begin_write(db).await?;
-    let mut out = Vec::with_capacity(inputs.len());
-    for (i, (fields, refs)) in inputs.into_iter().enumerate() {
-        let at_index = |e: AppError| match e {
-            AppError::BadInput { field, message } => AppError::BadInput {
-                field: field.map(|f| format!("inputs[{i}].{f}")),
-                message: format!("inputs[{i}]: {message}"),
-            },
-            AppError::Conflict { field, message } => AppError::Conflict {
-                field: field.map(|f| format!("inputs[{i}].{f}")),
-                message: format!("inputs[{i}]: {message}"),
-            },
-            AppError::NotFound(what) => AppError::NotFound(format!("inputs[{i}]: {what}")),
-            other => other,
-        };
-        let created = create(&txn, actor, fields).await.map_err(at_index)?;
-        for key in &refs {
-            external_ids::link(&txn, RecordKind::Lead, key, created.id)
-                .await
-                .map_err(at_index)?;
+    let inputs = &inputs;
+    uow::run(db, |mut w| async move {
+        let mut accounts = Vec::new();
+        for (i, (fields, _)) in inputs.iter().enumerate() {
+            if let Some(id) = account_of_new(&w, fields).await.map_err(at_index(i))? {
+                accounts.push(id);
+            }
         }
-        out.push(created);
-    }
-    txn.commit().await?;
-    Ok(out)
+        w.lock_accounts(&accounts, AccountLock::Reference).await?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for (i, (fields, refs)) in inputs.iter().enumerate() {
+            let created = create_in(&mut w, actor, fields.clone())
+                .await
+                .map_err(at_index(i))?;
+            for key in refs {
+                external_ids::link(&mut w, RecordKind::Lead, key, created.id)
+                    .await
+                    .map_err(at_index(i))?;
+            }
+            out.push(created);
+        }
+        w.commit(out).await
+    })
+    .await
 }
 
-/// Updates a lead's fields, in one transaction with the funnel rollup.
-pub async fn update<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// Updates a lead's fields (its own unit).
+pub async fn update(
+    db: &DatabaseConnection,
     id: Uuid,
     fields: LeadFields,
 ) -> AppResult<lead::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    check_refs(&txn, &fields).await?;
-    let mut am = get(&txn, id).await?.into_active_model();
-    apply(&mut am, &fields)?;
-    am.updated_at = Set(now());
-    rollups::leads_before(&txn, Leads::Lead(id)).await?;
-    let updated = am.update(&txn).await?;
-    rollups::leads_after(&txn, Leads::Lead(id)).await?;
-    txn.commit().await?;
-    Ok(updated)
+    let fields = &fields;
+    uow::run(db, |mut w| async move {
+        let updated = update_in(&mut w, id, fields.clone()).await?;
+        w.commit(updated).await
+    })
+    .await
 }
 
-/// Moves a lead to `to`, recording the change. CONVERTED leads are final;
-/// CONVERTED itself is reached through `convert`.
-pub async fn change_stage<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// Updates a lead's fields in the caller's unit: a new account is locked
+/// first, then the lead.
+pub async fn update_in(w: &mut Work, id: Uuid, fields: LeadFields) -> AppResult<lead::Model> {
+    if fields.stage.is_some() {
+        return Err(AppError::bad_input(
+            "stage",
+            "change the stage with changeLeadStage",
+        ));
+    }
+    if let Some(Some(account)) = fields.account_id {
+        w.lock_accounts(&[account], AccountLock::Reference).await?;
+    }
+    let current = w.lock_lead(id).await?;
+    check_refs(w.db(), &fields).await?;
+    w.update_lead(current, |am| {
+        apply(am, &fields)?;
+        am.updated_at = Set(now());
+        Ok(())
+    })
+    .await
+}
+
+/// Moves a lead to `to`, recording the change (its own unit). CONVERTED
+/// leads are final; CONVERTED itself is reached through `convert`.
+pub async fn change_stage(
+    db: &DatabaseConnection,
     actor: &Actor,
     id: Uuid,
     to: LeadStage,
     reason: Option<String>,
     at: Option<DateTime<Utc>>,
 ) -> AppResult<lead::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let updated = change_stage_in(&txn, actor, id, to, reason, at).await?;
-    txn.commit().await?;
-    Ok(updated)
+    let reason = &reason;
+    uow::run(db, |mut w| async move {
+        let updated = change_stage_in(&mut w, actor, id, to, reason.clone(), at).await?;
+        w.commit(updated).await
+    })
+    .await
 }
 
-async fn change_stage_in(
-    db: &impl ConnectionTrait,
+/// Moves a lead to `to` in the caller's unit: the lead is locked before it
+/// is read, so the recorded `fromStage` is the stage it really left.
+pub async fn change_stage_in(
+    w: &mut Work,
     actor: &Actor,
     id: Uuid,
     to: LeadStage,
     reason: Option<String>,
     at: Option<DateTime<Utc>>,
 ) -> AppResult<lead::Model> {
-    let current = get(db, id).await?;
+    if at.is_some() {
+        actor.check_backfill("at")?;
+    }
+    let current = w.lock_lead(id).await?;
     if current.stage == LeadStage::Converted {
         return Err(AppError::conflict(
             Some("stage"),
@@ -447,93 +505,124 @@ async fn change_stage_in(
             format!("the lead is already {}", to.as_str()),
         ));
     }
-    let at = check_change_time(db, Subject::Lead(id), current.created_at, at).await?;
+    let reason = optional_text(reason, "reason")?;
+    let at = check_change_time(w.db(), Subject::Lead(id), current.created_at, at).await?;
     let from = current.stage;
-    let mut am = current.into_active_model();
-    am.stage = Set(to);
-    note_entry(&mut am, to, at);
-    am.updated_at = Set(now());
-    rollups::leads_before(db, Leads::Lead(id)).await?;
-    let updated = am.update(db).await?;
-    rollups::leads_after(db, Leads::Lead(id)).await?;
+    let updated = w
+        .update_lead(current, |am| {
+            am.stage = Set(to);
+            note_entry(am, to, at);
+            am.updated_at = Set(now());
+            Ok(())
+        })
+        .await?;
     stage_changes::record(
-        db,
+        w,
         Subject::Lead(id),
         Some(from.as_str()),
         to.as_str(),
         at,
         actor,
-        optional_text(reason, "reason")?,
+        reason,
     )
     .await?;
-    // W-shaped credit reads the lead's first entry into MQL.
-    rollups::refresh_credits(db, Won::Lead(id)).await?;
     Ok(updated)
 }
 
-/// A change's time: now, or a backfilled time that is not in the future,
-/// not before the record's creation and not before its last change.
-pub async fn check_change_time(
-    db: &impl ConnectionTrait,
-    subject: Subject,
-    created_at: DateTime<Utc>,
-    at: Option<DateTime<Utc>>,
-) -> AppResult<DateTime<Utc>> {
-    let Some(at) = at else { return Ok(now()) };
-    let at = not_future(at, "at")?;
-    if at < created_at {
-        return Err(AppError::bad_input(
-            "at",
-            "`at` must not be before the record was created",
-        ));
-    }
-    if let Some(last) = stage_changes::last(db, subject).await?
-        && at < last.at
-    {
-        return Err(AppError::bad_input(
-            "at",
-            "`at` must not be before the record's last stage change",
-        ));
-    }
-    Ok(at)
+/// The opportunity `convert` creates; what is left out defaults from the
+/// lead as read inside the conversion's unit.
+#[derive(Debug, Clone)]
+pub struct Conversion {
+    pub name: String,
+    /// Default: the lead's account (BAD_USER_INPUT when it has none).
+    pub account_id: Option<Uuid>,
+    /// Default: the lead's owner.
+    pub owner_id: Option<Uuid>,
+    /// Storage units.
+    pub amount: i64,
+    pub currency: String,
+    pub expected_close_date: Option<chrono::NaiveDate>,
+    /// Default: PARTNER for partner leads, SALES_DEVELOPMENT for outbound
+    /// ones, MARKETING otherwise.
+    pub sourced_by: Option<SourcedBy>,
 }
 
-/// What `convert` needs to create the opportunity.
-pub use crate::records::opportunities::service::NewOpportunity;
-
-/// Converts a lead in one transaction: creates the opportunity, links both
-/// ways, and moves the lead to CONVERTED with a stage change.
-pub async fn convert<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// Converts a lead (its own unit): creates the opportunity, links both ways,
+/// and moves the lead to CONVERTED with a stage change.
+pub async fn convert(
+    db: &DatabaseConnection,
     actor: &Actor,
     id: Uuid,
-    mut opportunity: NewOpportunity,
+    conversion: Conversion,
     at: Option<DateTime<Utc>>,
 ) -> AppResult<(lead::Model, entity::opportunity::Model)> {
-    let txn = crate::db::begin_write(db).await?;
-    let current = get(&txn, id).await?;
+    let conversion = &conversion;
+    uow::run(db, |mut w| async move {
+        let out = convert_in(&mut w, actor, id, conversion.clone(), at).await?;
+        w.commit(out).await
+    })
+    .await
+}
+
+/// Converts a lead in the caller's unit (the lead is locked, then read).
+pub async fn convert_in(
+    w: &mut Work,
+    actor: &Actor,
+    id: Uuid,
+    conversion: Conversion,
+    at: Option<DateTime<Utc>>,
+) -> AppResult<(lead::Model, entity::opportunity::Model)> {
+    if at.is_some() {
+        actor.check_backfill("at")?;
+    }
+    let current = w.lock_lead(id).await?;
     if current.stage == LeadStage::Converted || current.converted_opportunity_id.is_some() {
         return Err(AppError::conflict(
             Some("stage"),
             "the lead is already converted",
         ));
     }
-    let at = check_change_time(&txn, Subject::Lead(id), current.created_at, at).await?;
-    opportunity.lead_id = Some(id);
-    opportunity.created_at = Some(at);
-    let opp =
-        crate::records::opportunities::service::create_in_txn(&txn, actor, opportunity).await?;
+    let account_id = match conversion.account_id.or(current.account_id) {
+        Some(a) => a,
+        None => {
+            return Err(AppError::bad_input(
+                "accountId",
+                "the lead has no account: give `accountId`",
+            ));
+        }
+    };
+    let sourced_by = conversion.sourced_by.unwrap_or(match current.source {
+        Channel::Partner => SourcedBy::Partner,
+        Channel::Outbound => SourcedBy::SalesDevelopment,
+        _ => SourcedBy::Marketing,
+    });
+    let at = check_change_time(w.db(), Subject::Lead(id), current.created_at, at).await?;
+    let opportunity = NewOpportunity {
+        name: conversion.name,
+        account_id,
+        lead_id: Some(id),
+        owner_id: conversion.owner_id.or(current.owner_id),
+        amount: conversion.amount,
+        currency: conversion.currency,
+        expected_close_date: conversion.expected_close_date,
+        sourced_by,
+        created_at: Some(at),
+    };
+    // The conversion's time is the opportunity's creation: no backfill check
+    // beyond `at`'s own.
+    let opp = crate::records::opportunities::service::insert_in(w, actor, opportunity).await?;
     let from = current.stage;
-    let mut am = current.into_active_model();
-    am.stage = Set(LeadStage::Converted);
-    note_entry(&mut am, LeadStage::Converted, at);
-    am.converted_opportunity_id = Set(Some(opp.id));
-    am.updated_at = Set(now());
-    rollups::leads_before(&txn, Leads::Lead(id)).await?;
-    let lead = am.update(&txn).await?;
-    rollups::leads_after(&txn, Leads::Lead(id)).await?;
+    let lead = w
+        .update_lead(current, |am| {
+            am.stage = Set(LeadStage::Converted);
+            note_entry(am, LeadStage::Converted, at);
+            am.converted_opportunity_id = Set(Some(opp.id));
+            am.updated_at = Set(now());
+            Ok(())
+        })
+        .await?;
     stage_changes::record(
-        &txn,
+        w,
         Subject::Lead(id),
         Some(from.as_str()),
         LeadStage::Converted.as_str(),
@@ -542,70 +631,93 @@ pub async fn convert<C: ConnectionTrait + TransactionTrait>(
         Some("converted".to_owned()),
     )
     .await?;
-    txn.commit().await?;
     Ok((lead, opp))
 }
 
-/// Creates or updates the lead `key` maps to (idempotent). A differing
-/// `stage` is recorded as a stage change.
-pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// Creates or updates the lead `key` maps to (idempotent; its own unit). A
+/// differing `stage` is recorded as a stage change.
+pub async fn upsert(
+    db: &DatabaseConnection,
     actor: &Actor,
     key: ExternalRef,
     fields: LeadFields,
 ) -> AppResult<lead::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let model = match external_ids::lookup(&txn, RecordKind::Lead, &key).await? {
-        Some(id) => {
-            let stage = fields.stage;
-            let mut f = fields;
-            f.created_at = None;
-            f.stage = None;
-            let mut updated = update(&txn, id, f).await?;
-            if let Some(to) = stage
-                && to != updated.stage
-            {
-                updated = change_stage_in(&txn, actor, id, to, Some("synced".into()), None).await?;
+    let (key, fields) = (&key, &fields);
+    uow::run(db, |mut w| async move {
+        let model = upsert_in(&mut w, actor, key, fields.clone()).await?;
+        w.commit(model).await
+    })
+    .await
+}
+
+/// Creates or updates the lead `key` maps to, in the caller's unit.
+pub async fn upsert_in(
+    w: &mut Work,
+    actor: &Actor,
+    key: &ExternalRef,
+    fields: LeadFields,
+) -> AppResult<lead::Model> {
+    Ok(
+        match external_ids::lookup(w.db(), RecordKind::Lead, key).await? {
+            Some(id) => {
+                let stage = fields.stage;
+                let mut f = fields;
+                f.created_at = None;
+                f.stage = None;
+                let mut updated = update_in(w, id, f).await?;
+                if let Some(to) = stage
+                    && to != updated.stage
+                {
+                    updated =
+                        change_stage_in(w, actor, id, to, Some("synced".into()), None).await?;
+                }
+                updated
             }
-            updated
-        }
-        None => {
-            let created = create(&txn, actor, fields).await?;
-            external_ids::link(&txn, RecordKind::Lead, &key, created.id).await?;
-            created
-        }
-    };
-    txn.commit().await?;
-    Ok(model)
+            None => {
+                let created = create_in(w, actor, fields).await?;
+                external_ids::link(w, RecordKind::Lead, key, created.id).await?;
+                created
+            }
+        },
+    )
 }
 
 /// Records a marketing touch of a lead by a campaign (attribution reads
-/// these), and re-credits the lead's won opportunities in the same transaction.
-pub async fn record_touchpoint<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// these); the lead's won opportunities are re-credited in the same unit.
+pub async fn record_touchpoint(
+    db: &DatabaseConnection,
     lead_id: Uuid,
     campaign_id: Uuid,
     occurred_at: Option<DateTime<Utc>>,
 ) -> AppResult<touchpoint::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    get(&txn, lead_id).await?;
-    crate::records::campaigns::service::get(&txn, campaign_id).await?;
+    uow::run(db, |mut w| async move {
+        let touch = record_touchpoint_in(&mut w, lead_id, campaign_id, occurred_at).await?;
+        w.commit(touch).await
+    })
+    .await
+}
+
+/// Records a touch in the caller's unit.
+pub async fn record_touchpoint_in(
+    w: &mut Work,
+    lead_id: Uuid,
+    campaign_id: Uuid,
+    occurred_at: Option<DateTime<Utc>>,
+) -> AppResult<touchpoint::Model> {
+    w.lock_lead(lead_id).await?;
+    crate::records::campaigns::service::get(w.db(), campaign_id).await?;
     let at = match occurred_at {
         Some(t) => not_future(t, "occurredAt")?,
         None => now(),
     };
-    let touch = touchpoint::ActiveModel {
+    w.insert_touchpoint(touchpoint::ActiveModel {
         id: Set(Uuid::now_v7()),
         lead_id: Set(lead_id),
         campaign_id: Set(campaign_id),
         occurred_at: Set(at),
         created_at: Set(now()),
-    }
-    .insert(&txn)
-    .await?;
-    rollups::refresh_credits(&txn, Won::Lead(lead_id)).await?;
-    txn.commit().await?;
-    Ok(touch)
+    })
+    .await
 }
 
 /// Touchpoints of a lead, oldest first.

@@ -1,7 +1,7 @@
 use super::service::{
     self, InitialStage, NewOpportunity, OpportunityFilter, OpportunityOrder, OpportunityPatch,
 };
-use crate::auth::{Caller, READERS, RECORD_WRITERS};
+use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
 use crate::graphql::loaders::{
@@ -247,14 +247,8 @@ pub struct OpportunityInput {
 impl OpportunityInput {
     fn into_parts(
         self,
-        caller: &Caller,
         deployment: &str,
     ) -> Result<(NewOpportunity, InitialStage, Vec<ExternalRef>), AppError> {
-        if (self.created_at.is_some() || self.closed_at.is_some()) && !caller.may_backfill() {
-            return Err(AppError::forbidden(
-                "only ADMIN and INTEGRATION callers may set createdAt or closedAt",
-            ));
-        }
         let currency = check_currency(self.currency.as_deref().unwrap_or(deployment), deployment)?;
         let refs = self
             .external_ids
@@ -314,7 +308,7 @@ impl OpportunitiesMutation {
         input: OpportunityInput,
     ) -> Result<Opportunity> {
         let caller = require(ctx, RECORD_WRITERS, "create opportunities")?;
-        let (new, initial, refs) = input.into_parts(caller, &settings(ctx)?.currency)?;
+        let (new, initial, refs) = input.into_parts(&settings(ctx)?.currency)?;
         Ok(Opportunity(
             service::create(db(ctx)?, &Actor::from(caller), new, initial, refs).await?,
         ))
@@ -361,12 +355,6 @@ impl OpportunitiesMutation {
         at: Option<DateTime<Utc>>,
     ) -> Result<Opportunity> {
         let caller = require(ctx, RECORD_WRITERS, "change opportunity stages")?;
-        if at.is_some() && !caller.may_backfill() {
-            return Err(AppError::forbidden(
-                "only ADMIN and INTEGRATION callers may backfill `at`",
-            )
-            .into());
-        }
         let opp = service::change_stage(
             db(ctx)?,
             &Actor::from(caller),
@@ -389,7 +377,7 @@ impl OpportunitiesMutation {
     ) -> Result<Opportunity> {
         let caller = require(ctx, RECORD_WRITERS, "upsert opportunities")?;
         let key = ExternalRef::normalized(&external_id.system, &external_id.id)?;
-        let (new, initial, _) = input.into_parts(caller, &settings(ctx)?.currency)?;
+        let (new, initial, _) = input.into_parts(&settings(ctx)?.currency)?;
         Ok(Opportunity(
             service::upsert(db(ctx)?, &Actor::from(caller), key, new, initial).await?,
         ))

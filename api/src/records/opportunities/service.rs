@@ -2,22 +2,21 @@
 //! closed opportunities are final.
 
 use crate::error::{AppError, AppResult};
-use crate::metrics::rollups::{self, Leads, Won};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{
     Patch, TimeRange, not_future, now, optional_text, required_text, search_condition,
 };
 use crate::records::external_ids::{self, ExternalRef};
-use crate::records::leads::service::check_change_time;
-use crate::records::stage_changes::{self, Actor, Subject};
+use crate::records::stage_changes::{self, Actor, Subject, check_change_time};
+use crate::uow::{self, Work};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::enums::{OpportunityStage, RecordKind, Segment, SourcedBy};
 use entity::opportunity::{self, Entity as Opportunity};
 use entity::{account, lead};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, Set, TransactionSession, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -159,7 +158,7 @@ pub struct NewOpportunity {
     pub currency: String,
     pub expected_close_date: Option<NaiveDate>,
     pub sourced_by: SourcedBy,
-    /// Backfill (ADMIN and INTEGRATION only; the resolver checks the role).
+    /// Backfill (actors that may backfill only).
     pub created_at: Option<DateTime<Utc>>,
 }
 
@@ -177,20 +176,28 @@ async fn check_refs(
             .await
             .map_err(|_| AppError::not_found("owner"))?;
     }
-    if let Some(id) = lead_id {
-        crate::records::leads::service::get(db, id).await?;
+    if let Some(id) = lead_id
+        && lead::Entity::find_by_id(id).one(db).await?.is_none()
+    {
+        return Err(AppError::not_found("lead"));
     }
     Ok(())
 }
 
-/// Inserts an opportunity at DISCOVERY with its first stage change. Runs in
-/// the caller's transaction when `db` is one.
-pub async fn create_in_txn(
-    db: &impl ConnectionTrait,
+/// Inserts an opportunity at DISCOVERY with its first stage change, in the
+/// caller's unit (no backfill check: `created_at` is the caller's).
+pub(crate) async fn insert_in(
+    w: &mut Work,
     actor: &Actor,
     input: NewOpportunity,
 ) -> AppResult<opportunity::Model> {
-    check_refs(db, Some(input.account_id), input.owner_id, input.lead_id).await?;
+    check_refs(
+        w.db(),
+        Some(input.account_id),
+        input.owner_id,
+        input.lead_id,
+    )
+    .await?;
     let at = match input.created_at {
         Some(t) => not_future(t, "createdAt")?,
         None => now(),
@@ -201,27 +208,27 @@ pub async fn create_in_txn(
             "`amount` must not be negative",
         ));
     }
-    let created = opportunity::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        name: Set(required_text(&input.name, "name")?),
-        account_id: Set(input.account_id),
-        lead_id: Set(input.lead_id),
-        owner_id: Set(input.owner_id),
-        stage: Set(OpportunityStage::Discovery),
-        amount: Set(input.amount),
-        currency: Set(input.currency),
-        expected_close_date: Set(input.expected_close_date),
-        closed_at: Set(None),
-        lost_reason: Set(None),
-        sourced_by: Set(input.sourced_by),
-        created_by: Set(actor.subject.clone()),
-        created_at: Set(at),
-        updated_at: Set(at),
-    }
-    .insert(db)
-    .await?;
+    let created = w
+        .insert_opportunity(opportunity::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(required_text(&input.name, "name")?),
+            account_id: Set(input.account_id),
+            lead_id: Set(input.lead_id),
+            owner_id: Set(input.owner_id),
+            stage: Set(OpportunityStage::Discovery),
+            amount: Set(input.amount),
+            currency: Set(input.currency),
+            expected_close_date: Set(input.expected_close_date),
+            closed_at: Set(None),
+            lost_reason: Set(None),
+            sourced_by: Set(input.sourced_by),
+            created_by: Set(actor.subject.clone()),
+            created_at: Set(at),
+            updated_at: Set(at),
+        })
+        .await?;
     stage_changes::record(
-        db,
+        w,
         Subject::Opportunity(created.id),
         None,
         OpportunityStage::Discovery.as_str(),
@@ -243,41 +250,53 @@ pub struct InitialStage {
 }
 
 /// Creates an opportunity, moves it to its initial stage and links its
-/// external ids, all or nothing.
-pub async fn create<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// external ids, in the caller's unit.
+pub async fn create_in(
+    w: &mut Work,
     actor: &Actor,
     input: NewOpportunity,
     initial: InitialStage,
-    refs: Vec<ExternalRef>,
+    refs: &[ExternalRef],
 ) -> AppResult<opportunity::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let mut created = create_in_txn(&txn, actor, input).await?;
+    if input.created_at.is_some() {
+        actor.check_backfill("createdAt")?;
+    }
+    if initial.closed_at.is_some() {
+        actor.check_backfill("closedAt")?;
+    }
+    let mut created = insert_in(w, actor, input).await?;
     if let Some(stage) = initial.stage
         && stage != created.stage
     {
         let at = initial.closed_at.filter(|_| stage.is_closed());
-        created = change_stage_in(
-            &txn,
-            actor,
-            created.id,
-            stage,
-            initial.lost_reason,
-            None,
-            at,
-        )
-        .await?;
+        created =
+            change_stage_in(w, actor, created.id, stage, initial.lost_reason, None, at).await?;
     } else if initial.closed_at.is_some() {
         return Err(AppError::bad_input(
             "closedAt",
             "`closedAt` goes with a closed stage",
         ));
     }
-    for key in &refs {
-        external_ids::link(&txn, RecordKind::Opportunity, key, created.id).await?;
+    for key in refs {
+        external_ids::link(w, RecordKind::Opportunity, key, created.id).await?;
     }
-    txn.commit().await?;
     Ok(created)
+}
+
+/// Creates an opportunity (its own unit), all or nothing.
+pub async fn create(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    input: NewOpportunity,
+    initial: InitialStage,
+    refs: Vec<ExternalRef>,
+) -> AppResult<opportunity::Model> {
+    let (input, initial, refs) = (&input, &initial, &refs);
+    uow::run(db, |mut w| async move {
+        let created = create_in(&mut w, actor, input.clone(), initial.clone(), refs).await?;
+        w.commit(created).await
+    })
+    .await
 }
 
 /// Changes to an opportunity's fields (not its stage).
@@ -291,68 +310,65 @@ pub struct OpportunityPatch {
     pub sourced_by: Option<SourcedBy>,
 }
 
-/// Updates an opportunity's fields; a won one's amount also changes its
-/// lead's funnel rollup and its attribution credits, in the same transaction.
-pub async fn update<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// Updates an opportunity's fields (its own unit); a won one's amount also
+/// moves its lead's funnel rollup and its attribution credits.
+pub async fn update(
+    db: &DatabaseConnection,
     id: Uuid,
     patch: OpportunityPatch,
 ) -> AppResult<opportunity::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let updated = update_in(&txn, id, patch).await?;
-    txn.commit().await?;
-    Ok(updated)
+    let patch = &patch;
+    uow::run(db, |mut w| async move {
+        let updated = update_in(&mut w, id, patch.clone()).await?;
+        w.commit(updated).await
+    })
+    .await
 }
 
-async fn update_in(
-    db: &impl ConnectionTrait,
+/// Updates an opportunity's fields in the caller's unit (locked, then read).
+pub async fn update_in(
+    w: &mut Work,
     id: Uuid,
     patch: OpportunityPatch,
 ) -> AppResult<opportunity::Model> {
-    check_refs(db, patch.account_id, patch.owner_id.flatten(), None).await?;
-    let current = get(db, id).await?;
-    let won_amount_changes = current.stage == OpportunityStage::ClosedWon
-        && patch.amount.is_some_and(|a| a != current.amount);
-    let mut am = current.into_active_model();
-    if let Some(name) = patch.name {
-        am.name = Set(required_text(&name, "name")?);
-    }
-    if let Some(a) = patch.account_id {
-        am.account_id = Set(a);
-    }
-    if let Some(o) = patch.owner_id {
-        am.owner_id = Set(o);
-    }
-    if let Some(amount) = patch.amount {
-        if amount < 0 {
-            return Err(AppError::bad_input(
-                "amount",
-                "`amount` must not be negative",
-            ));
+    let current = w.lock_opportunity(id).await?;
+    check_refs(w.db(), patch.account_id, patch.owner_id.flatten(), None).await?;
+    w.update_opportunity(current, |am| {
+        if let Some(name) = patch.name {
+            am.name = Set(required_text(&name, "name")?);
         }
-        am.amount = Set(amount);
-    }
-    if let Some(d) = patch.expected_close_date {
-        am.expected_close_date = Set(d);
-    }
-    if let Some(s) = patch.sourced_by {
-        am.sourced_by = Set(s);
-    }
-    am.updated_at = Set(now());
-    if !won_amount_changes {
-        return Ok(am.update(db).await?);
-    }
-    rollups::leads_before(db, Leads::ConvertedTo(id)).await?;
-    let updated = am.update(db).await?;
-    rollups::leads_after(db, Leads::ConvertedTo(id)).await?;
-    rollups::refresh_credits(db, Won::Opportunity(id)).await?;
-    Ok(updated)
+        if let Some(a) = patch.account_id {
+            am.account_id = Set(a);
+        }
+        if let Some(o) = patch.owner_id {
+            am.owner_id = Set(o);
+        }
+        if let Some(amount) = patch.amount {
+            if amount < 0 {
+                return Err(AppError::bad_input(
+                    "amount",
+                    "`amount` must not be negative",
+                ));
+            }
+            am.amount = Set(amount);
+        }
+        if let Some(d) = patch.expected_close_date {
+            am.expected_close_date = Set(d);
+        }
+        if let Some(s) = patch.sourced_by {
+            am.sourced_by = Set(s);
+        }
+        am.updated_at = Set(now());
+        Ok(())
+    })
+    .await
 }
 
-/// Moves an opportunity to `to`. Closed ones are final; CLOSED_LOST needs a
-/// lost reason; closing sets `closedAt` (the backfilled `at`, or now).
-pub async fn change_stage<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// Moves an opportunity to `to` (its own unit). Closed ones are final;
+/// CLOSED_LOST needs a lost reason; closing sets `closedAt` (the backfilled
+/// `at`, or now).
+pub async fn change_stage(
+    db: &DatabaseConnection,
     actor: &Actor,
     id: Uuid,
     to: OpportunityStage,
@@ -360,14 +376,26 @@ pub async fn change_stage<C: ConnectionTrait + TransactionTrait>(
     reason: Option<String>,
     at: Option<DateTime<Utc>>,
 ) -> AppResult<opportunity::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let updated = change_stage_in(&txn, actor, id, to, lost_reason, reason, at).await?;
-    txn.commit().await?;
-    Ok(updated)
+    let (lost_reason, reason) = (&lost_reason, &reason);
+    uow::run(db, |mut w| async move {
+        let updated = change_stage_in(
+            &mut w,
+            actor,
+            id,
+            to,
+            lost_reason.clone(),
+            reason.clone(),
+            at,
+        )
+        .await?;
+        w.commit(updated).await
+    })
+    .await
 }
 
-async fn change_stage_in(
-    db: &impl ConnectionTrait,
+/// Moves an opportunity to `to` in the caller's unit (locked, then read).
+pub async fn change_stage_in(
+    w: &mut Work,
     actor: &Actor,
     id: Uuid,
     to: OpportunityStage,
@@ -375,7 +403,10 @@ async fn change_stage_in(
     reason: Option<String>,
     at: Option<DateTime<Utc>>,
 ) -> AppResult<opportunity::Model> {
-    let current = get(db, id).await?;
+    if at.is_some() {
+        actor.check_backfill("at")?;
+    }
+    let current = w.lock_opportunity(id).await?;
     if current.stage.is_closed() {
         return Err(AppError::conflict(
             Some("stage"),
@@ -395,91 +426,93 @@ async fn change_stage_in(
             "CLOSED_LOST needs a `lostReason`",
         ));
     }
-    let at = check_change_time(db, Subject::Opportunity(id), current.created_at, at).await?;
+    let reason = optional_text(reason, "reason")?;
+    let at = check_change_time(w.db(), Subject::Opportunity(id), current.created_at, at).await?;
     let from = current.stage;
-    let mut am = current.into_active_model();
-    am.stage = Set(to);
-    if to.is_closed() {
-        am.closed_at = Set(Some(at));
-    }
-    if to == OpportunityStage::ClosedLost {
-        am.lost_reason = Set(lost_reason);
-    }
-    am.updated_at = Set(now());
-    let won = to == OpportunityStage::ClosedWon;
-    if won {
-        rollups::leads_before(db, Leads::ConvertedTo(id)).await?;
-    }
-    let updated = am.update(db).await?;
-    if won {
-        rollups::leads_after(db, Leads::ConvertedTo(id)).await?;
-        rollups::refresh_credits(db, Won::Opportunity(id)).await?;
-    }
+    let updated = w
+        .update_opportunity(current, |am| {
+            am.stage = Set(to);
+            if to.is_closed() {
+                am.closed_at = Set(Some(at));
+            }
+            if to == OpportunityStage::ClosedLost {
+                am.lost_reason = Set(lost_reason);
+            }
+            am.updated_at = Set(now());
+            Ok(())
+        })
+        .await?;
     stage_changes::record(
-        db,
+        w,
         Subject::Opportunity(id),
         Some(from.as_str()),
         to.as_str(),
         at,
         actor,
-        optional_text(reason, "reason")?,
+        reason,
     )
     .await?;
     Ok(updated)
 }
 
-/// Creates or updates the opportunity `key` maps to (idempotent). A
-/// differing stage is recorded as a stage change.
-pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+/// Creates or updates the opportunity `key` maps to (idempotent; its own
+/// unit). A differing stage is recorded as a stage change.
+pub async fn upsert(
+    db: &DatabaseConnection,
     actor: &Actor,
     key: ExternalRef,
     input: NewOpportunity,
     initial: InitialStage,
 ) -> AppResult<opportunity::Model> {
-    let txn = crate::db::begin_write(db).await?;
-    let model = match external_ids::lookup(&txn, RecordKind::Opportunity, &key).await? {
-        Some(id) => {
-            let patch = OpportunityPatch {
-                name: Some(input.name),
-                account_id: Some(input.account_id),
-                owner_id: input.owner_id.map(Some),
-                amount: Some(input.amount),
-                expected_close_date: input.expected_close_date.map(Some),
-                sourced_by: Some(input.sourced_by),
-            };
-            let mut updated = update_in(&txn, id, patch).await?;
-            if let Some(to) = initial.stage
-                && to != updated.stage
-            {
-                let at = initial.closed_at.filter(|_| to.is_closed());
-                updated = change_stage_in(
-                    &txn,
-                    actor,
-                    id,
-                    to,
-                    initial.lost_reason,
-                    Some("synced".into()),
-                    at,
-                )
-                .await?;
+    let (key, input, initial) = (&key, &input, &initial);
+    uow::run(db, |mut w| async move {
+        let model = upsert_in(&mut w, actor, key, input.clone(), initial.clone()).await?;
+        w.commit(model).await
+    })
+    .await
+}
+
+/// Creates or updates the opportunity `key` maps to, in the caller's unit.
+pub async fn upsert_in(
+    w: &mut Work,
+    actor: &Actor,
+    key: &ExternalRef,
+    input: NewOpportunity,
+    initial: InitialStage,
+) -> AppResult<opportunity::Model> {
+    if initial.closed_at.is_some() {
+        actor.check_backfill("closedAt")?;
+    }
+    Ok(
+        match external_ids::lookup(w.db(), RecordKind::Opportunity, key).await? {
+            Some(id) => {
+                let patch = OpportunityPatch {
+                    name: Some(input.name),
+                    account_id: Some(input.account_id),
+                    owner_id: input.owner_id.map(Some),
+                    amount: Some(input.amount),
+                    expected_close_date: input.expected_close_date.map(Some),
+                    sourced_by: Some(input.sourced_by),
+                };
+                let mut updated = update_in(w, id, patch).await?;
+                if let Some(to) = initial.stage
+                    && to != updated.stage
+                {
+                    let at = initial.closed_at.filter(|_| to.is_closed());
+                    updated = change_stage_in(
+                        w,
+                        actor,
+                        id,
+                        to,
+                        initial.lost_reason,
+                        Some("synced".into()),
+                        at,
+                    )
+                    .await?;
+                }
+                updated
             }
-            updated
-        }
-        None => {
-            let mut created = create_in_txn(&txn, actor, input).await?;
-            if let Some(to) = initial.stage
-                && to != created.stage
-            {
-                let at = initial.closed_at.filter(|_| to.is_closed());
-                created =
-                    change_stage_in(&txn, actor, created.id, to, initial.lost_reason, None, at)
-                        .await?;
-            }
-            external_ids::link(&txn, RecordKind::Opportunity, &key, created.id).await?;
-            created
-        }
-    };
-    txn.commit().await?;
-    Ok(model)
+            None => create_in(w, actor, input, initial, std::slice::from_ref(key)).await?,
+        },
+    )
 }

@@ -1,11 +1,13 @@
 use crate::error::{AppError, AppResult};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{Patch, normalize_email, now, required_text, search_condition};
+use crate::uow::{self, Work};
 use entity::enums::Role;
 use entity::user::{self, Entity as User};
+use sea_orm::DatabaseConnection;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -118,12 +120,13 @@ pub struct NewUser {
     pub role: Role,
 }
 
-pub async fn create(db: &impl ConnectionTrait, input: NewUser) -> AppResult<user::Model> {
+/// Creates a user (its own unit of work).
+pub async fn create(db: &DatabaseConnection, input: NewUser) -> AppResult<user::Model> {
     if let Some(team) = input.team_id {
         crate::records::teams::service::get(db, team).await?;
     }
     let at = now();
-    Ok(user::ActiveModel {
+    let am = user::ActiveModel {
         id: Set(Uuid::now_v7()),
         email: Set(normalize_email(&input.email, "email")?),
         name: Set(required_text(&input.name, "name")?),
@@ -132,9 +135,13 @@ pub async fn create(db: &impl ConnectionTrait, input: NewUser) -> AppResult<user
         active: Set(true),
         created_at: Set(at),
         updated_at: Set(at),
-    }
-    .insert(db)
-    .await?)
+    };
+    let am = &am;
+    uow::run(db, |mut w| async move {
+        let created = w.insert(am.clone()).await?;
+        w.commit(created).await
+    })
+    .await
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,11 +153,19 @@ pub struct UserPatch {
     pub active: Option<bool>,
 }
 
-pub async fn update(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-    patch: UserPatch,
-) -> AppResult<user::Model> {
+/// Updates a user (its own unit of work).
+pub async fn update(db: &DatabaseConnection, id: Uuid, patch: UserPatch) -> AppResult<user::Model> {
+    let patch = &patch;
+    uow::run(db, |mut w| async move {
+        let updated = update_in(&mut w, id, patch.clone()).await?;
+        w.commit(updated).await
+    })
+    .await
+}
+
+/// Updates a user in the caller's unit of work.
+pub async fn update_in(w: &mut Work, id: Uuid, patch: UserPatch) -> AppResult<user::Model> {
+    let db = w.db();
     let mut am = get(db, id).await?.into_active_model();
     if let Some(email) = patch.email {
         am.email = Set(normalize_email(&email, "email")?);
@@ -171,5 +186,5 @@ pub async fn update(
         am.active = Set(active);
     }
     am.updated_at = Set(now());
-    Ok(am.update(db).await?)
+    w.update(am).await
 }

@@ -1,0 +1,559 @@
+//! The unit of work: the one way to write to the records.
+//!
+//! Every change — a GraphQL mutation, an import, a webhook, a job — runs as a
+//! unit: [`run`] begins a write transaction (`IMMEDIATE` on SQLite), hands the
+//! unit a [`Work`], and commits what the unit did, or retries it from the
+//! start when PostgreSQL chose it as the victim of a deadlock (40P01) or a
+//! serialization failure (40001): a bounded, jittered number of times, so a
+//! client never sees those as errors.
+//!
+//! What a write must not forget is done by `Work`, not by each service:
+//! - **Locks, in one order.** A unit locks the rows it will change before it
+//!   reads them: accounts, then leads, then opportunities, each set by id in
+//!   one statement. `Work` refuses a lock that goes back to an earlier kind
+//!   (a programming error, reported as INTERNAL), so two units can only wait
+//!   for each other in one direction. Leads and opportunities can only be
+//!   updated through the [`Locked`] value their lock returns.
+//! - **Rollups.** Locking a lead (or an account's leads, when the account's
+//!   segment or target flag changes) takes a snapshot of what it contributes
+//!   to the funnel rollups; at commit the same is read again and only the
+//!   difference is written, in key order, so that writers of crossed keys
+//!   take the rollup rows' locks in one order too, for the shortest time.
+//! - **Attribution credits** of the won opportunities whose amount, stage,
+//!   lead's touches or lead's MQL entry changed are rewritten at commit.
+//! - **The data version** (what the metric cache keys on) is raised inside
+//!   the same transaction, on one of several slots, so that concurrent
+//!   writers do not queue on one row.
+//!
+//! Names follow one rule in every service: `foo(db, …)` owns its unit (it
+//! calls [`run`]), `foo_in(w, …)` joins the caller's.
+
+use crate::error::{AppError, AppResult};
+use crate::metrics::rollups::{self, Contributions};
+use entity::{account, lead, opportunity, touchpoint};
+use sea_orm::sea_query::LockType;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How many times a unit runs at most when PostgreSQL keeps choosing it as
+/// the victim of a deadlock or a serialization failure.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// The slots of the data version (see `metrics::cache`).
+pub const DATA_VERSION_SLOTS: u32 = 16;
+
+/// Proof that a unit committed, carrying what it returns.
+#[derive(Debug)]
+pub struct Done<T>(T);
+
+/// A row this unit holds locked, as read after the lock.
+#[derive(Debug, Clone)]
+pub struct Locked<M>(M);
+
+impl<M> Locked<M> {
+    pub fn model(&self) -> &M {
+        &self.0
+    }
+}
+
+impl<M> std::ops::Deref for Locked<M> {
+    type Target = M;
+    fn deref(&self) -> &M {
+        &self.0
+    }
+}
+
+/// The kinds of rows, in the order a unit locks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Start,
+    Accounts,
+    Leads,
+    Opportunities,
+}
+
+/// How an account is locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountLock {
+    /// It will be updated.
+    Update,
+    /// It will be referenced by a new or moved lead or opportunity: it must
+    /// stay (and keep its segment) until this unit commits.
+    Reference,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("lock order: {0}")]
+struct LockOrder(String);
+
+/// An open unit of work (see the module's documentation).
+pub struct Work {
+    txn: DatabaseTransaction,
+    backend: DbBackend,
+    phase: Phase,
+    /// Accounts this unit holds, and how.
+    locked_accounts: std::collections::BTreeMap<Uuid, AccountLock>,
+    /// Leads whose rollup contribution is in `before`, by id…
+    leads: BTreeSet<Uuid>,
+    /// …or by account (every lead of these accounts).
+    accounts: BTreeSet<Uuid>,
+    before: Contributions,
+    /// Credits to rewrite: won opportunities by id, and of these leads.
+    credit_opportunities: BTreeSet<Uuid>,
+    credit_leads: BTreeSet<Uuid>,
+}
+
+/// Runs `unit` in a write transaction and commits it; on PostgreSQL a
+/// deadlock or serialization failure runs it again from the start.
+///
+/// ```ignore
+/// uow::run(db, |mut w| async move {
+///     let lead = leads::change_stage_in(&mut w, …).await?;
+///     w.commit(lead).await
+/// })
+/// ```
+pub async fn run<T, F, Fut>(db: &DatabaseConnection, mut unit: F) -> AppResult<T>
+where
+    F: FnMut(Work) -> Fut,
+    Fut: Future<Output = AppResult<Done<T>>>,
+{
+    let mut attempt = 1;
+    loop {
+        let work = Work::begin(db).await?;
+        match unit(work).await {
+            Ok(Done(value)) => return Ok(value),
+            Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                let wait = backoff(attempt);
+                tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = ?e, "unit of work retried");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                if is_retryable(&e) {
+                    tracing::warn!(attempt, "unit of work gave up after repeated deadlocks");
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Full jitter over an exponential ceiling: 2 ms, 4 ms, … up to 250 ms.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = (2u64 << attempt.min(7)).min(250);
+    Duration::from_micros(rand::random_range(500..=ceiling * 1000))
+}
+
+/// Whether an error is PostgreSQL's deadlock or serialization failure.
+pub fn is_retryable(e: &AppError) -> bool {
+    let AppError::Internal(inner) = e else {
+        return false;
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+    while let Some(err) = source {
+        if let Some(db) = err.downcast_ref::<DbErr>()
+            && let Some(code) = sqlstate(db)
+        {
+            return code == "40P01" || code == "40001";
+        }
+        source = err.source();
+    }
+    false
+}
+
+fn sqlstate(e: &DbErr) -> Option<String> {
+    use sea_orm::RuntimeErr;
+    let runtime = match e {
+        DbErr::Exec(r) | DbErr::Query(r) | DbErr::Conn(r) => r,
+        _ => return None,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(sqlx) => sqlx
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+impl Work {
+    async fn begin(db: &DatabaseConnection) -> AppResult<Work> {
+        #[allow(clippy::disallowed_methods)] // the one place a write transaction begins
+        let txn = db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?;
+        Ok(Work {
+            backend: txn.get_database_backend(),
+            txn,
+            phase: Phase::Start,
+            locked_accounts: std::collections::BTreeMap::new(),
+            leads: BTreeSet::new(),
+            accounts: BTreeSet::new(),
+            before: Contributions::default(),
+            credit_opportunities: BTreeSet::new(),
+            credit_leads: BTreeSet::new(),
+        })
+    }
+
+    /// The transaction, for reads.
+    pub fn db(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    fn is_postgres(&self) -> bool {
+        self.backend == DbBackend::Postgres
+    }
+
+    fn enter(&mut self, phase: Phase) -> AppResult<()> {
+        if phase < self.phase {
+            return Err(AppError::internal(LockOrder(format!(
+                "{phase:?} locked after {:?}",
+                self.phase
+            ))));
+        }
+        self.phase = phase;
+        Ok(())
+    }
+
+    /// Locks accounts (by id, in one statement) and returns them as read
+    /// after the lock; a missing one is NOT_FOUND.
+    pub async fn lock_accounts(
+        &mut self,
+        ids: &[Uuid],
+        mode: AccountLock,
+    ) -> AppResult<Vec<Locked<account::Model>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: BTreeSet<Uuid> = ids.iter().copied().collect();
+        // Already held as strongly as asked: no new lock (nor phase).
+        let new = ids.iter().any(|id| match self.locked_accounts.get(id) {
+            Some(AccountLock::Update) => false,
+            Some(AccountLock::Reference) => mode == AccountLock::Update,
+            None => true,
+        });
+        if new {
+            self.enter(Phase::Accounts)?;
+        }
+        let mut q = account::Entity::find()
+            .filter(account::Column::Id.is_in(ids.iter().copied()))
+            .order_by_asc(account::Column::Id);
+        if self.is_postgres() && new {
+            // A reference keeps the row (FK checks take KEY SHARE) and its
+            // segment: an account update's FOR UPDATE waits for it.
+            q = q.lock(match mode {
+                AccountLock::Update => LockType::Update,
+                AccountLock::Reference => LockType::Share,
+            });
+        }
+        let rows = q.all(&self.txn).await?;
+        if rows.len() != ids.len() {
+            return Err(AppError::not_found("account"));
+        }
+        for id in ids {
+            let held = self.locked_accounts.entry(id).or_insert(mode);
+            if mode == AccountLock::Update {
+                *held = AccountLock::Update;
+            }
+        }
+        Ok(rows.into_iter().map(Locked).collect())
+    }
+
+    /// Locks one account to update it.
+    pub async fn lock_account(&mut self, id: Uuid) -> AppResult<Locked<account::Model>> {
+        let mut rows = self.lock_accounts(&[id], AccountLock::Update).await?;
+        rows.pop().ok_or_else(|| AppError::not_found("account"))
+    }
+
+    /// Locks leads (by id, in one statement), notes what they contribute to
+    /// the rollups, and returns them as read after the lock. Missing ids are
+    /// left out of the result.
+    pub async fn lock_leads(&mut self, ids: &[Uuid]) -> AppResult<Vec<Locked<lead::Model>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: BTreeSet<Uuid> = ids.iter().copied().collect();
+        let new: Vec<Uuid> = ids.difference(&self.leads).copied().collect();
+        if !new.is_empty() {
+            self.enter(Phase::Leads)?;
+        }
+        let mut q = lead::Entity::find()
+            .filter(lead::Column::Id.is_in(ids.iter().copied()))
+            .order_by_asc(lead::Column::Id);
+        if self.is_postgres() && !new.is_empty() {
+            q = q.lock(LockType::Update);
+        }
+        let rows = q.all(&self.txn).await?;
+        if !new.is_empty() {
+            let found: Vec<Uuid> = rows
+                .iter()
+                .map(|l| l.id)
+                .filter(|id| !self.leads.contains(id))
+                .collect();
+            if !found.is_empty() {
+                let scope = rollups::Scope {
+                    leads: found.clone(),
+                    accounts: Vec::new(),
+                    except_leads: Vec::new(),
+                    except_accounts: self.accounts.iter().copied().collect(),
+                };
+                let snap = rollups::contributions(&self.txn, &scope).await?;
+                self.before.add(&snap);
+                self.leads.extend(found);
+            }
+        }
+        Ok(rows.into_iter().map(Locked).collect())
+    }
+
+    /// Locks one lead; NOT_FOUND when there is none.
+    pub async fn lock_lead(&mut self, id: Uuid) -> AppResult<Locked<lead::Model>> {
+        let mut rows = self.lock_leads(&[id]).await?;
+        rows.pop().ok_or_else(|| AppError::not_found("lead"))
+    }
+
+    /// Locks every lead of an account whose segment or target flag is about
+    /// to change, and notes their rollup contribution.
+    async fn lock_account_leads(&mut self, account_id: Uuid) -> AppResult<()> {
+        if self.accounts.contains(&account_id) {
+            return Ok(());
+        }
+        self.enter(Phase::Leads)?;
+        if self.is_postgres() {
+            lead::Entity::find()
+                .select_only()
+                .column(lead::Column::Id)
+                .filter(lead::Column::AccountId.eq(account_id))
+                .order_by_asc(lead::Column::Id)
+                .lock(LockType::Update)
+                .into_tuple::<Uuid>()
+                .all(&self.txn)
+                .await?;
+        }
+        let scope = rollups::Scope {
+            leads: Vec::new(),
+            accounts: vec![account_id],
+            except_leads: self.leads.iter().copied().collect(),
+            except_accounts: Vec::new(),
+        };
+        let snap = rollups::contributions(&self.txn, &scope).await?;
+        self.before.add(&snap);
+        self.accounts.insert(account_id);
+        Ok(())
+    }
+
+    /// Locks opportunities (by id, in one statement) and returns them as
+    /// read after the lock; the leads converted into them are locked first,
+    /// as a change of stage or amount moves their rollups.
+    pub async fn lock_opportunities(
+        &mut self,
+        ids: &[Uuid],
+    ) -> AppResult<Vec<Locked<opportunity::Model>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: BTreeSet<Uuid> = ids.iter().copied().collect();
+        let leads: Vec<Uuid> = lead::Entity::find()
+            .select_only()
+            .column(lead::Column::Id)
+            .filter(lead::Column::ConvertedOpportunityId.is_in(ids.iter().copied()))
+            .into_tuple::<Uuid>()
+            .all(&self.txn)
+            .await?;
+        self.lock_leads(&leads).await?;
+        self.enter(Phase::Opportunities)?;
+        let mut q = opportunity::Entity::find()
+            .filter(opportunity::Column::Id.is_in(ids.iter().copied()))
+            .order_by_asc(opportunity::Column::Id);
+        if self.is_postgres() {
+            q = q.lock(LockType::Update);
+        }
+        Ok(q.all(&self.txn).await?.into_iter().map(Locked).collect())
+    }
+
+    /// Locks one opportunity; NOT_FOUND when there is none.
+    pub async fn lock_opportunity(&mut self, id: Uuid) -> AppResult<Locked<opportunity::Model>> {
+        let mut rows = self.lock_opportunities(&[id]).await?;
+        rows.pop().ok_or_else(|| AppError::not_found("opportunity"))
+    }
+
+    /// Inserts a new lead (its rollup contribution is added at commit).
+    pub async fn insert_lead(&mut self, am: lead::ActiveModel) -> AppResult<lead::Model> {
+        self.enter(Phase::Leads)?;
+        #[allow(clippy::disallowed_methods)]
+        let created = am.insert(&self.txn).await?;
+        // New: it contributed nothing before.
+        self.leads.insert(created.id);
+        if created.converted_opportunity_id.is_some() || created.mql_at.is_some() {
+            self.credit_leads.insert(created.id);
+        }
+        Ok(created)
+    }
+
+    /// Updates a locked lead: `edit` changes the active model.
+    pub async fn update_lead(
+        &mut self,
+        lead: Locked<lead::Model>,
+        edit: impl FnOnce(&mut lead::ActiveModel) -> AppResult<()>,
+    ) -> AppResult<lead::Model> {
+        let before = lead.0;
+        let mut am = before.clone().into_active_model();
+        edit(&mut am)?;
+        #[allow(clippy::disallowed_methods)]
+        let after = am.update(&self.txn).await?;
+        // W-shaped credit reads the lead's first entry into MQL.
+        if after.mql_at != before.mql_at {
+            self.credit_leads.insert(after.id);
+        }
+        Ok(after)
+    }
+
+    /// Inserts a new opportunity (a won one's credits are written at commit).
+    pub async fn insert_opportunity(
+        &mut self,
+        am: opportunity::ActiveModel,
+    ) -> AppResult<opportunity::Model> {
+        #[allow(clippy::disallowed_methods)]
+        let created = am.insert(&self.txn).await?;
+        if created.stage == entity::enums::OpportunityStage::ClosedWon {
+            self.credit_opportunities.insert(created.id);
+        }
+        Ok(created)
+    }
+
+    /// Updates a locked opportunity: `edit` changes the active model.
+    pub async fn update_opportunity(
+        &mut self,
+        opp: Locked<opportunity::Model>,
+        edit: impl FnOnce(&mut opportunity::ActiveModel) -> AppResult<()>,
+    ) -> AppResult<opportunity::Model> {
+        use entity::enums::OpportunityStage::ClosedWon;
+        let before = opp.0;
+        let mut am = before.clone().into_active_model();
+        edit(&mut am)?;
+        #[allow(clippy::disallowed_methods)]
+        let after = am.update(&self.txn).await?;
+        let won = before.stage == ClosedWon || after.stage == ClosedWon;
+        if won
+            && (before.stage != after.stage
+                || before.amount != after.amount
+                || before.closed_at != after.closed_at
+                || before.created_at != after.created_at)
+        {
+            self.credit_opportunities.insert(after.id);
+        }
+        Ok(after)
+    }
+
+    /// Inserts an account (a new one has no leads yet).
+    pub async fn insert_account(&mut self, am: account::ActiveModel) -> AppResult<account::Model> {
+        #[allow(clippy::disallowed_methods)]
+        Ok(am.insert(&self.txn).await?)
+    }
+
+    /// Updates a locked account; a change of segment or target flag moves
+    /// its leads in the rollups.
+    pub async fn update_account(
+        &mut self,
+        acc: Locked<account::Model>,
+        edit: impl FnOnce(&mut account::ActiveModel) -> AppResult<()>,
+    ) -> AppResult<account::Model> {
+        let before = acc.0;
+        let mut am = before.clone().into_active_model();
+        edit(&mut am)?;
+        let moves = am
+            .segment
+            .try_as_ref()
+            .is_some_and(|s| *s != before.segment)
+            || am
+                .is_target
+                .try_as_ref()
+                .is_some_and(|t| *t != before.is_target);
+        if moves {
+            self.lock_account_leads(before.id).await?;
+        }
+        #[allow(clippy::disallowed_methods)]
+        Ok(am.update(&self.txn).await?)
+    }
+
+    /// Records a touch of a lead (locking the lead, whose won opportunities'
+    /// credits are rewritten at commit).
+    pub async fn insert_touchpoint(
+        &mut self,
+        am: touchpoint::ActiveModel,
+    ) -> AppResult<touchpoint::Model> {
+        let lead_id = *am
+            .lead_id
+            .try_as_ref()
+            .ok_or_else(|| AppError::internal(LockOrder("a touchpoint without its lead".into())))?;
+        self.lock_lead(lead_id).await?;
+        #[allow(clippy::disallowed_methods)]
+        let created = am.insert(&self.txn).await?;
+        self.credit_leads.insert(lead_id);
+        Ok(created)
+    }
+
+    /// Inserts a row of a table no rollup reads (stage changes, external
+    /// ids, users, teams, campaigns).
+    pub async fn insert<A>(&mut self, am: A) -> AppResult<<A::Entity as EntityTrait>::Model>
+    where
+        A: ActiveModelTrait + sea_orm::ActiveModelBehavior + Plain + Send,
+        <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+    {
+        #[allow(clippy::disallowed_methods)]
+        Ok(am.insert(&self.txn).await?)
+    }
+
+    /// Updates a row of a table no rollup reads.
+    pub async fn update<A>(&mut self, am: A) -> AppResult<<A::Entity as EntityTrait>::Model>
+    where
+        A: ActiveModelTrait + sea_orm::ActiveModelBehavior + Plain + Send,
+        <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+    {
+        #[allow(clippy::disallowed_methods)]
+        Ok(am.update(&self.txn).await?)
+    }
+
+    /// Writes what the unit owes the rollups, the credits and the data
+    /// version, then commits.
+    pub async fn commit<T>(mut self, value: T) -> AppResult<Done<T>> {
+        if !self.credit_opportunities.is_empty() || !self.credit_leads.is_empty() {
+            self.enter(Phase::Opportunities)?;
+            let opps: Vec<Uuid> = self.credit_opportunities.iter().copied().collect();
+            let leads: Vec<Uuid> = self.credit_leads.iter().copied().collect();
+            rollups::refresh_credits(&self.txn, rollups::Won::Some { opps, leads }).await?;
+        }
+        if !self.leads.is_empty() || !self.accounts.is_empty() {
+            let scope = rollups::Scope {
+                leads: self.leads.iter().copied().collect(),
+                accounts: self.accounts.iter().copied().collect(),
+                except_leads: Vec::new(),
+                except_accounts: Vec::new(),
+            };
+            let after = rollups::contributions(&self.txn, &scope).await?;
+            let delta = after.minus(&self.before);
+            rollups::apply(&self.txn, &delta).await?;
+        }
+        crate::metrics::cache::bump(&self.txn).await?;
+        self.txn.commit().await?;
+        Ok(Done(value))
+    }
+}
+
+/// Active models of the tables no rollup reads, which [`Work::insert`] and
+/// [`Work::update`] write as they are.
+pub trait Plain {}
+impl Plain for entity::stage_change::ActiveModel {}
+impl Plain for entity::external_id::ActiveModel {}
+impl Plain for entity::user::ActiveModel {}
+impl Plain for entity::team::ActiveModel {}
+impl Plain for entity::campaign::ActiveModel {}
