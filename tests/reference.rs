@@ -891,7 +891,7 @@ db_test!(
                 .await;
                 data(&resp);
             }
-            if reached == 1 && pick.next() % 2 == 0 {
+            if reached == 1 && pick.next().is_multiple_of(2) {
                 at += Duration::hours(5);
                 let resp = app
                 .admin(
@@ -929,7 +929,7 @@ db_test!(
                         )
                         .await;
                         data(&resp);
-                        if pick.next() % 2 == 0 {
+                        if pick.next().is_multiple_of(2) {
                             // A won deal's amount corrected afterwards.
                             let resp = app
                             .admin(
