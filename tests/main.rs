@@ -9,6 +9,7 @@ mod auth;
 mod cache;
 mod cli;
 mod http;
+mod jobs;
 mod leads;
 mod metrics;
 mod opportunities;
