@@ -15,8 +15,8 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    Statement, TransactionTrait, Value,
+    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    Statement, Value,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -586,7 +586,7 @@ pub async fn release(db: &DatabaseConnection, runner: &str) -> AppResult<u64> {
         )
         .col_expr(
             job::Column::Attempts,
-            Expr::col(job::Column::Attempts).sub(1),
+            sea_orm::sea_query::ExprTrait::sub(Expr::col(job::Column::Attempts), 1),
         )
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .filter(job::Column::LockedBy.eq(runner))

@@ -12,7 +12,7 @@ use entity::job_schedule;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    Statement, TransactionTrait,
+    Statement,
 };
 use std::time::Duration;
 
