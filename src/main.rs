@@ -270,7 +270,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let served = app.serve(listener, shutdown.clone().cancelled_owned()).await;
+    let served = app
+        .serve(listener, shutdown.clone().cancelled_owned())
+        .await;
     // However serving ended, the runner stops too (finishing or releasing its jobs).
     shutdown.cancel();
     if let Some(runner) = runner {

@@ -15,8 +15,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    Statement, Value,
+    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement, Value,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,8 +27,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-type Handler =
-    Arc<dyn Fn(DatabaseConnection, serde_json::Value) -> BoxFuture<'static, JobResult> + Send + Sync>;
+type Handler = Arc<
+    dyn Fn(DatabaseConnection, serde_json::Value) -> BoxFuture<'static, JobResult> + Send + Sync,
+>;
 
 /// The handlers a runner knows, by job kind. A runner claims only the kinds
 /// it has a handler for.
@@ -609,7 +609,11 @@ mod tests {
                 .saturating_mul(2u32.saturating_pow(attempts.min(31) as u32))
                 .min(cap);
             let d = backoff(base, cap, attempts);
-            assert!(d >= full / 2 && d <= full, "{attempts}: {d:?} within [{:?}, {full:?}]", full / 2);
+            assert!(
+                d >= full / 2 && d <= full,
+                "{attempts}: {d:?} within [{:?}, {full:?}]",
+                full / 2
+            );
         }
     }
 }
