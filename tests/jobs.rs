@@ -183,6 +183,57 @@ db_test!(
     }
 );
 
+db_test!(
+    a_running_job_keeps_its_lease_past_the_lease_time,
+    |app| async move {
+        // The handler outlasts a 1 s lease several times; the heartbeat renews
+        // it, so a second runner polling all along never takes the job.
+        let db = app.db().clone();
+        let id = jobs::enqueue(&db, "test.slow", json!({ "n": 0 }), None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let calls: Calls = Arc::default();
+        let slow = |calls: Calls| {
+            let mut registry = Registry::new();
+            registry.register("test.slow", move |_db, payload| {
+                let calls = calls.clone();
+                async move {
+                    let n = payload["n"].as_u64().ok_or("payload without n")?;
+                    *calls.lock().unwrap().entry(n).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(3_000)).await;
+                    Ok(())
+                }
+            });
+            registry
+        };
+        let config = RunnerConfig {
+            lease: Duration::from_secs(1),
+            ..fast()
+        };
+        let stop = CancellationToken::new();
+        let first =
+            Runner::new(db.clone(), slow(calls.clone()), config.clone()).spawn(stop.clone());
+        wait_until(Duration::from_secs(20), "the job runs", || {
+            let db = db.clone();
+            async move { get(&db, id).await.status == JobStatus::Running }
+        })
+        .await;
+        let second = Runner::new(db.clone(), slow(calls.clone()), config).spawn(stop.clone());
+        wait_until(Duration::from_secs(30), "the job is DONE", || {
+            let db = db.clone();
+            async move { get(&db, id).await.status == JobStatus::Done }
+        })
+        .await;
+        stop.cancel();
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        let job = get(&db, id).await;
+        assert_eq!(job.attempts, 1, "never claimed again");
+        assert_eq!(calls.lock().unwrap().get(&0), Some(&1));
+    }
+);
+
 /// Kills the child (SIGKILL) if a test fails before it does.
 struct Worker(Child);
 

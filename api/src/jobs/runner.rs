@@ -15,7 +15,8 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement, Value,
+    ColumnTrait, Condition, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement,
+    Value,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -418,6 +419,27 @@ pub async fn claim(
     if is_postgres(db) {
         Ok(job::Entity::find().from_raw_sql(stmt).all(db).await?)
     } else {
+        // An idle poll must not take SQLite's one write lock: look first.
+        let due = job::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(job::Column::Status.eq(JobStatus::Queued))
+                            .add(job::Column::RunAt.lte(now)),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(job::Column::Status.eq(JobStatus::Running))
+                            .add(job::Column::LockedUntil.lt(now)),
+                    ),
+            )
+            .filter(job::Column::Kind.is_in(kinds.to_vec()))
+            .one(db)
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let txn = begin_write(db).await?;
         let jobs = job::Entity::find().from_raw_sql(stmt).all(&txn).await?;
         txn.commit().await?;
