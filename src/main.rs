@@ -1,10 +1,11 @@
-//! The `lockstep` command line: serve (the default), migrate, schema, token,
-//! seed, bench.
+//! The `lockstep` command line: serve (the default), worker, migrate, schema,
+//! token, seed, bench.
 
 use anyhow::Context;
 use api::Config;
 use api::auth::JwtKeys;
 use api::http::App;
+use api::jobs::{CancellationToken, Runner};
 use clap::{Parser, Subcommand};
 use entity::enums::Role;
 use migration::MigratorTrait;
@@ -32,12 +33,20 @@ struct ServeArgs {
     /// Do not seed a fresh embedded database with demo data.
     #[arg(long)]
     no_demo: bool,
+    /// Do not run the job runner in this process (run `lockstep worker` elsewhere).
+    #[arg(long)]
+    no_jobs: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run migrations, then serve GraphQL (the default).
+    /// Run migrations, then serve GraphQL and run background jobs (the default).
     Serve(ServeArgs),
+    /// Run migrations, then only the background job runner (no HTTP).
+    Worker {
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Apply or roll back migrations.
     Migrate {
         #[arg(value_enum, default_value = "up")]
@@ -136,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args).await,
+        Command::Worker { database_url } => worker(database_url).await,
         Command::Migrate {
             action,
             database_url,
@@ -228,10 +238,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.no_demo {
         config.demo = false;
     }
+    if args.no_jobs {
+        config.jobs = false;
+    }
+    let jobs = config.jobs;
+    let runner_config = config.clone();
     let embedded = config.is_embedded_default();
     let bind = config.bind.clone();
     let demo = config.demo && config.database_url().starts_with("sqlite:");
-    let app = App::build(config).await?;
+    let mut app = App::build(config).await?;
     if demo && api::seed::is_empty(&app.state.db).await? {
         tracing::info!("fresh embedded database: seeding demo data");
         let report = api::seed::demo(&app.state.db).await?;
@@ -260,9 +275,48 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         println!("  Get a token: lockstep token --role ADMIN --sub you@example.com\n");
     }
-    app.serve(listener, shutdown_signal()).await?;
+    let shutdown = CancellationToken::new();
+    let runner = if jobs {
+        let runner = Runner::from_config(app.state.db.clone(), &runner_config);
+        app = app.with_jobs(runner.health());
+        Some(runner.spawn(shutdown.clone()))
+    } else {
+        tracing::info!("the job runner is off in this process (jobs = false)");
+        None
+    };
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let served = app
+        .serve(listener, shutdown.clone().cancelled_owned())
+        .await;
+    // However serving ended, the runner stops too (finishing or releasing its jobs).
+    shutdown.cancel();
+    if let Some(runner) = runner {
+        runner.await.context("job runner task")??;
+    }
+    served?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// `lockstep worker`: the job runner alone, until SIGINT/SIGTERM.
+async fn worker(database_url: Option<String>) -> anyhow::Result<()> {
+    init_tracing();
+    let config = config_with(database_url)?;
+    let db = api::db::connect(config.database_url(), Default::default()).await?;
+    api::setup::migrate(&db).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let runner = Runner::from_config(db.clone(), &config);
+    tracing::info!(runner = runner.id(), "worker started");
+    runner.run(shutdown).await?;
+    db.close().await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    shutdown_signal().await;
+    shutdown.cancel();
 }
 
 async fn shutdown_signal() {
@@ -284,5 +338,5 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    tracing::info!("shutdown signal received: finishing in-flight requests");
+    tracing::info!("shutdown signal received: finishing in-flight requests and jobs");
 }

@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod concurrency;
 mod http;
+mod jobs;
 mod leads;
 mod metrics;
 mod opportunities;

@@ -54,6 +54,17 @@ pub struct Config {
     pub metrics_cache_secs: u64,
     /// How long a DataLoader waits to batch keys, in microseconds.
     pub loader_delay_us: u64,
+    /// Run the job runner inside `lockstep serve` (`lockstep worker` always runs it).
+    pub jobs: bool,
+    /// Jobs one runner runs at once.
+    pub jobs_concurrency: usize,
+    /// A claimed job's lease, in seconds: renewed while it runs; past it
+    /// (the runner died), another runner takes the job.
+    pub jobs_lease_secs: u64,
+    /// How often an idle runner looks for due jobs, in milliseconds.
+    pub jobs_poll_ms: u64,
+    /// On shutdown, how long running jobs may take before they are released.
+    pub jobs_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -78,6 +89,11 @@ impl Default for Config {
             cors_origins: Vec::new(),
             metrics_cache_secs: 30,
             loader_delay_us: 1_000,
+            jobs: true,
+            jobs_concurrency: 4,
+            jobs_lease_secs: 30,
+            jobs_poll_ms: 1_000,
+            jobs_grace_secs: 20,
         }
     }
 }

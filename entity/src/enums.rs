@@ -63,6 +63,11 @@ string_enum!(
     SourcedBy { Marketing, SalesDevelopment, Sales, Partner }
 );
 string_enum!(
+    /// Where a background job is: QUEUED (waiting for its `runAt`), RUNNING
+    /// (leased by a runner), DONE, or DEAD (failed `maxAttempts` times).
+    JobStatus { Queued, Running, Done, Dead }
+);
+string_enum!(
     /// Which kind of record an external id points at.
     RecordKind { Account, Lead, Opportunity }
 );

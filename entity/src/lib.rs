@@ -11,6 +11,8 @@ pub mod account;
 pub mod campaign;
 pub mod enums;
 pub mod external_id;
+pub mod job;
+pub mod job_schedule;
 pub mod lead;
 pub mod money;
 pub mod opportunity;
@@ -23,6 +25,8 @@ pub mod prelude {
     pub use super::account::Entity as Account;
     pub use super::campaign::Entity as Campaign;
     pub use super::external_id::Entity as ExternalId;
+    pub use super::job::Entity as Job;
+    pub use super::job_schedule::Entity as JobSchedule;
     pub use super::lead::Entity as Lead;
     pub use super::opportunity::Entity as Opportunity;
     pub use super::stage_change::Entity as StageChange;

@@ -11,6 +11,7 @@ mod m20261126_000005_metric_indexes;
 mod m20261127_000006_metric_rollups;
 mod m20261127_000007_filtered_cohort_indexes;
 mod m20261202_000008_data_version_slots;
+mod m20261202_000009_jobs;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_metric_rollups::Migration),
             Box::new(m20261127_000007_filtered_cohort_indexes::Migration),
             Box::new(m20261202_000008_data_version_slots::Migration),
+            Box::new(m20261202_000009_jobs::Migration),
         ]
     }
 }

@@ -23,6 +23,7 @@ pub struct Query(
     records::leads::graphql::LeadsQuery,
     records::opportunities::graphql::OpportunitiesQuery,
     crate::metrics::graphql::MetricsQuery,
+    crate::jobs::graphql::JobsQuery,
 );
 
 #[derive(MergedObject, Default)]

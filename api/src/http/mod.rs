@@ -8,6 +8,7 @@ use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::graphql::{LockstepSchema, build_schema};
+use crate::jobs::RunnerHealth;
 use crate::metrics::cache::MetricsCache;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
@@ -33,6 +34,8 @@ pub struct AppState {
     pub statements: Arc<StatementCounter>,
     /// Whole metric responses, keyed by role, request and data version.
     pub metrics_cache: MetricsCache,
+    /// The liveness of this process's job runner, when it runs one.
+    pub jobs: Option<Arc<RunnerHealth>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +67,19 @@ impl App {
             metrics_cache: MetricsCache::new(config.metrics_cache_secs),
             config: Arc::new(config),
             statements,
+            jobs: None,
         };
         Ok(App {
             router: router(state.clone()),
             state,
         })
+    }
+
+    /// Makes `/readyz` report this process's job runner.
+    pub fn with_jobs(mut self, health: Arc<RunnerHealth>) -> App {
+        self.state.jobs = Some(health);
+        self.router = router(self.state.clone());
+        self
     }
 
     /// Serves until `shutdown` resolves; in-flight requests finish first.
@@ -125,19 +136,36 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The database answers.
+/// The database answers, and this process's job runner (if it runs one)
+/// is running: `{"jobs": "stopped"}` with 503 when it ended or stopped ticking.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.db.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(serde_json::json!({ "status": "ready" })),
-        ),
+    let jobs_alive = state.jobs.as_ref().map(|h| h.is_alive());
+    let db_ok = match state.db.ping().await {
+        Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "unavailable" })),
-            )
+            false
         }
+    };
+    let mut body = serde_json::Map::new();
+    let ready = db_ok && jobs_alive != Some(false);
+    body.insert(
+        "status".into(),
+        (if ready { "ready" } else { "unavailable" }).into(),
+    );
+    if let Some(alive) = jobs_alive {
+        if !alive {
+            tracing::warn!("readiness check: the job runner is stopped");
+        }
+        body.insert(
+            "jobs".into(),
+            (if alive { "running" } else { "stopped" }).into(),
+        );
     }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::Value::Object(body)))
 }

@@ -1,0 +1,67 @@
+//! The job kinds Lockstep ships, and its periodic jobs.
+
+use super::{Registry, Schedule, now};
+use crate::error::AppResult;
+use chrono::{DateTime, Utc};
+use entity::enums::JobStatus;
+use entity::job;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use std::time::Duration;
+
+/// Deletes DONE jobs older than [`PRUNE_AFTER_DAYS`]; runs daily. DEAD jobs
+/// are kept for an operator to look at.
+pub const PRUNE: &str = "jobs.prune";
+pub const PRUNE_AFTER_DAYS: i64 = 7;
+
+/// Sleeps `{"ms": N}` milliseconds (default 1000), then succeeds. A test
+/// kind: registered only when [`TEST_KINDS_ENV`] is `1` or `true`, so the
+/// tests can kill a worker in the middle of a job.
+pub const SLEEP: &str = "diagnostics.sleep";
+
+/// The environment variable that enables the test-only kinds.
+pub const TEST_KINDS_ENV: &str = "LOCKSTEP_TEST_JOB_KINDS";
+
+/// Whether the test-only kinds are enabled in this process.
+pub fn test_kinds_enabled() -> bool {
+    std::env::var(TEST_KINDS_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// Lockstep's handlers.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry.register(PRUNE, |db, _payload| async move {
+        let cutoff = now() - chrono::Duration::days(PRUNE_AFTER_DAYS);
+        let deleted = prune(&db, cutoff).await?;
+        tracing::info!(deleted, "pruned finished jobs");
+        Ok(())
+    });
+    if test_kinds_enabled() {
+        tracing::warn!("{TEST_KINDS_ENV} is set: the test-only job kind {SLEEP} is enabled");
+        registry.register(SLEEP, |_db, payload| async move {
+            let ms = payload.get("ms").and_then(|v| v.as_u64()).unwrap_or(1_000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(())
+        });
+    }
+    registry
+}
+
+/// Lockstep's periodic jobs.
+pub fn schedules() -> Vec<Schedule> {
+    vec![Schedule {
+        name: PRUNE.to_owned(),
+        kind: PRUNE.to_owned(),
+        payload: serde_json::json!({}),
+        every: Duration::from_secs(24 * 3600),
+    }]
+}
+
+/// Deletes the DONE jobs finished before `cutoff`; returns how many.
+pub async fn prune(db: &impl ConnectionTrait, cutoff: DateTime<Utc>) -> AppResult<u64> {
+    let res = job::Entity::delete_many()
+        .filter(job::Column::Status.eq(JobStatus::Done))
+        .filter(job::Column::FinishedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
