@@ -257,7 +257,7 @@ fn spawn_worker(app: &TestApp, dir: &std::path::Path, grace_secs: u64) -> Worker
             .env("LOCKSTEP_JOBS_LEASE_SECS", "2")
             .env("LOCKSTEP_JOBS_POLL_MS", "50")
             .env("LOCKSTEP_JOBS_GRACE_SECS", grace_secs.to_string())
-            .env("LOCKSTEP_LOG", "warn")
+            .env("LOCKSTEP_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
