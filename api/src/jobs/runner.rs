@@ -313,23 +313,23 @@ impl Runner {
             if healthy {
                 self.health.tick();
             }
-            if claimed_all {
-                // There may be more due: claim again as soon as a permit frees up.
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = finished.notified() => continue,
-                    _ = tokio::time::sleep(self.config.poll_interval) => continue,
-                }
-            }
             let wait = if healthy {
                 self.config.poll_interval
             } else {
                 self.config.poll_interval.max(Duration::from_secs(1))
             };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = finished.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            if claimed_all {
+                // There may be more due: claim again as soon as a permit frees up.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = finished.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            } else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
             }
         }
 
