@@ -108,6 +108,7 @@ db_test!(
         let one = Runner::new(db1.clone(), counting("test.count", calls.clone()), fast());
         let two = Runner::new(db2.clone(), counting("test.count", calls.clone()), fast());
         let ids = [one.id().to_owned(), two.id().to_owned()];
+        let started = Instant::now();
         let (one, two) = (one.spawn(stop.clone()), two.spawn(stop.clone()));
         wait_until(Duration::from_secs(50), "every job is DONE", || {
             let db = db1.clone();
@@ -136,8 +137,9 @@ db_test!(
             .filter(|j| j.locked_by.as_deref() == Some(ids[1].as_str()))
             .count();
         eprintln!(
-            "{:?}: runner one ran {by_one}, runner two {by_two}",
-            app.backend
+            "{:?}: {N} jobs in {:.1} s; runner one ran {by_one}, runner two {by_two}",
+            app.backend,
+            started.elapsed().as_secs_f64()
         );
         assert_eq!(by_one + by_two, N as usize);
         assert!(by_one > 0 && by_two > 0, "both runners took part");
@@ -258,7 +260,7 @@ fn spawn_worker(app: &TestApp, dir: &std::path::Path, grace_secs: u64) -> Worker
             .env("LOCKSTEP_JOBS_LEASE_SECS", "2")
             .env("LOCKSTEP_JOBS_POLL_MS", "50")
             .env("LOCKSTEP_JOBS_GRACE_SECS", grace_secs.to_string())
-            .env("LOCKSTEP_LOG", "warn")
+            .env("LOCKSTEP_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

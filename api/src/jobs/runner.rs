@@ -291,12 +291,14 @@ impl Runner {
             if free > 0 && !kinds.is_empty() {
                 match claim(&self.db, &self.id, &kinds, free, self.config.lease).await {
                     Ok(jobs) => {
-                        claimed_all = jobs.len() == free;
+                        claimed_all = jobs.len() >= free;
                         for job in jobs {
                             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                                // Cannot happen (we asked for at most the free permits);
-                                // the lease lets another runner take the job.
-                                tracing::error!(job = %job.id, "no permit for a claimed job");
+                                // More rows than asked for (a plan that runs the
+                                // subquery twice): give the surplus back at once.
+                                if let Err(e) = release_one(&self.db, &self.id, &job).await {
+                                    log_failure("releasing a surplus claim", &e);
+                                }
                                 continue;
                             };
                             tasks.spawn(execute(shared.clone(), job, permit, finished.clone()));
@@ -311,23 +313,23 @@ impl Runner {
             if healthy {
                 self.health.tick();
             }
-            if claimed_all {
-                // There may be more due: claim again as soon as a permit frees up.
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = finished.notified() => continue,
-                    _ = tokio::time::sleep(self.config.poll_interval) => continue,
-                }
-            }
             let wait = if healthy {
                 self.config.poll_interval
             } else {
                 self.config.poll_interval.max(Duration::from_secs(1))
             };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = finished.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            if claimed_all {
+                // There may be more due: claim again as soon as a permit frees up.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = finished.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            } else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
             }
         }
 
@@ -594,6 +596,23 @@ async fn heartbeat(shared: Shared, stop: CancellationToken) {
             tracing::warn!(runner = %shared.id, error = %e, "renewing job leases failed");
         }
     }
+}
+
+/// Gives back one claimed job that will not run here, as [`release`] does.
+async fn release_one(db: &DatabaseConnection, runner: &str, job: &job::Model) -> AppResult<()> {
+    job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value(JobStatus::Queued.as_str()))
+        .col_expr(job::Column::LockedBy, Expr::value(Option::<String>::None))
+        .col_expr(
+            job::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(job::Column::Attempts, Expr::value(job.attempts - 1))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now()))
+        .filter(owned(job.id, runner, job.attempts))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Gives back every job `runner` still holds: QUEUED again, unlocked, and
