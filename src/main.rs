@@ -187,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
             only_writes,
         } => {
             init_tracing_with("warn");
-            let report = api::bench::run(api::bench::BenchOptions {
+            let report = tools::bench::run(tools::bench::BenchOptions {
                 database_url,
                 leads,
                 seed,
@@ -211,9 +211,9 @@ async fn main() -> anyhow::Result<()> {
             let db = api::db::connect(config.database_url(), Default::default()).await?;
             api::setup::migrate(&db).await?;
             let started = std::time::Instant::now();
-            let report = api::seed::seed(
+            let report = tools::seed::seed(
                 &db,
-                &api::seed::SeedOptions {
+                &tools::seed::SeedOptions {
                     leads,
                     seed,
                     progress: true,
@@ -247,9 +247,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bind = config.bind.clone();
     let demo = config.demo && config.database_url().starts_with("sqlite:");
     let mut app = App::build(config).await?;
-    if demo && api::seed::is_empty(&app.state.db).await? {
+    if demo && tools::seed::is_empty(&app.state.db).await? {
         tracing::info!("fresh embedded database: seeding demo data");
-        let report = api::seed::demo(&app.state.db).await?;
+        let report = tools::seed::demo(&app.state.db).await?;
         tracing::info!(
             leads = report.leads,
             opportunities = report.opportunities,
@@ -265,7 +265,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if embedded && app.state.keys.generated_secret {
         let token = app.state.keys.issue(
             Role::Admin,
-            api::seed::DEMO_ADMIN_EMAIL,
+            tools::seed::DEMO_ADMIN_EMAIL,
             Duration::from_secs(8 * 3600),
             None,
         )?;

@@ -108,8 +108,8 @@ impl AppError {
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
         match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(detail)) => {
-                let field = unique_field(&detail);
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                let field = unique_field(&err).map(str::to_owned);
                 let message = match &field {
                     Some(f) => format!("a record with this {f} already exists"),
                     None => "a record with these values already exists".to_owned(),
@@ -124,49 +124,49 @@ impl From<DbErr> for AppError {
     }
 }
 
-/// Names the column of a unique violation from the driver's message:
-/// SQLite says `UNIQUE constraint failed: leads.email`, PostgreSQL names the
-/// constraint, `leads_email_key` (or one of our `ux_…` indexes).
-fn unique_field(detail: &str) -> Option<String> {
-    if let Some(rest) = detail.split("failed: ").nth(1) {
-        let first = rest.split(',').next()?.trim();
-        let column = first.rsplit('.').next()?;
-        return Some(to_camel(column));
+/// The database's own error under a SeaORM error, when there is one.
+pub fn database_error(e: &DbErr) -> Option<&(dyn sea_orm::sqlx::error::DatabaseError + 'static)> {
+    use sea_orm::RuntimeErr;
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(x))
+        | DbErr::Query(RuntimeErr::SqlxError(x))
+        | DbErr::Conn(RuntimeErr::SqlxError(x)) => x.as_database_error(),
+        _ => None,
     }
-    let constraint = detail.split('"').nth(1)?;
-    if constraint.starts_with("ux_external_ids") {
-        return Some("externalId".to_owned());
-    }
-    let trimmed = constraint.strip_suffix("_key").unwrap_or(constraint);
-    for table in [
-        "teams_",
-        "users_",
-        "accounts_",
-        "leads_",
-        "campaigns_",
-        "opportunities_",
-    ] {
-        if let Some(column) = trimmed.strip_prefix(table) {
-            return Some(to_camel(column));
-        }
-    }
-    None
 }
 
-fn to_camel(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = false;
-    for ch in snake.chars() {
-        if ch == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(ch.to_uppercase());
-            upper = false;
-        } else {
-            out.push(ch);
-        }
+/// The unique constraints, with the input field each guards: by name as
+/// PostgreSQL reports it, and by the first column SQLite names instead.
+const UNIQUE: [(&str, &str, &str); 6] = [
+    ("teams_name_key", "teams.name", "name"),
+    ("users_email_key", "users.email", "email"),
+    ("leads_email_key", "leads.email", "email"),
+    ("accounts_domain_key", "accounts.domain", "domain"),
+    (
+        "ux_external_ids_key",
+        "external_ids.record_kind",
+        "externalId",
+    ),
+    ("jobs_dedupe_key_key", "jobs.dedupe_key", "dedupeKey"),
+];
+
+/// The input field of a unique violation, from the violated constraint.
+fn unique_field(err: &DbErr) -> Option<&'static str> {
+    let db = database_error(err)?;
+    if let Some(name) = db.constraint() {
+        return UNIQUE
+            .iter()
+            .find(|(constraint, _, _)| *constraint == name)
+            .map(|(_, _, field)| *field);
     }
-    out
+    // SQLite reports no constraint name, only `UNIQUE constraint failed:
+    // table.column, …`: the first column identifies the constraint.
+    let columns = db.message().split("failed: ").nth(1)?;
+    let first = columns.split(',').next()?.trim();
+    UNIQUE
+        .iter()
+        .find(|(_, column, _)| *column == first)
+        .map(|(_, _, field)| *field)
 }
 
 #[cfg(test)]
@@ -174,20 +174,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_the_field_of_unique_violations() {
-        assert_eq!(
-            unique_field("UNIQUE constraint failed: leads.email").as_deref(),
-            Some("email")
-        );
-        assert_eq!(
-            unique_field("duplicate key value violates unique constraint \"accounts_domain_key\"")
-                .as_deref(),
-            Some("domain")
-        );
-        assert_eq!(
-            unique_field("UNIQUE constraint failed: external_ids.record_kind, external_ids.system")
-                .as_deref(),
-            Some("recordKind")
-        );
+    fn unique_constraints_are_listed_once_with_their_table() {
+        for (i, (constraint, column, _)) in UNIQUE.iter().enumerate() {
+            let table = column.split('.').next().unwrap_or_default();
+            assert!(
+                constraint.starts_with(table) || constraint.starts_with(&format!("ux_{table}")),
+                "{constraint} is not on {table}"
+            );
+            assert!(UNIQUE[i + 1..].iter().all(|(c, _, _)| c != constraint));
+        }
     }
 }

@@ -169,18 +169,9 @@ pub fn is_retryable(e: &AppError) -> bool {
 }
 
 fn sqlstate(e: &DbErr) -> Option<String> {
-    use sea_orm::RuntimeErr;
-    let runtime = match e {
-        DbErr::Exec(r) | DbErr::Query(r) | DbErr::Conn(r) => r,
-        _ => return None,
-    };
-    match runtime {
-        RuntimeErr::SqlxError(sqlx) => sqlx
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.into_owned()),
-        _ => None,
-    }
+    crate::error::database_error(e)
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
 }
 
 impl Work {

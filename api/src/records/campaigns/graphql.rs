@@ -1,10 +1,10 @@
 use super::service::{self, CampaignFilter, CampaignOrder, NewCampaign};
 use crate::auth::{CAMPAIGN_WRITERS, READERS};
 use crate::graphql::connection::{Conn, connection};
-use crate::graphql::{db, parse_id, parse_ids, require, settings};
+use crate::graphql::context::{db, parse_id, parse_ids, require, settings};
+use crate::graphql::inputs::{OrderDirection, TimeRangeInput};
 use crate::pagination::PageRequest;
 use crate::records::common::{money_to_units, units_to_money};
-use crate::records::{OrderDirection, TimeRangeInput};
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::campaign;

@@ -2,13 +2,16 @@ use super::service::{self, Conversion, LeadFields, LeadFilter, LeadOrder};
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::{
+    caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require,
+    settings,
+};
+use crate::graphql::inputs::{
+    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
+};
 use crate::graphql::loaders::{
     AccountById, CampaignById, ExternalIdsOf, LeadById, OpportunityById, StageHistoryOfLead,
     TeamById, TouchpointsOfLead, UserById,
-};
-use crate::graphql::{
-    caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require,
-    settings,
 };
 use crate::pagination::PageRequest;
 use crate::records::accounts::graphql::Account;
@@ -19,9 +22,6 @@ use crate::records::opportunities::graphql::Opportunity;
 use crate::records::stage_changes::Actor;
 use crate::records::teams::graphql::Team;
 use crate::records::users::graphql::User;
-use crate::records::{
-    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
-};
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::enums::{Channel, LeadStage, RecordKind, Segment, SourcedBy};

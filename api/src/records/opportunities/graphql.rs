@@ -4,11 +4,14 @@ use super::service::{
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::{
+    db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
+};
+use crate::graphql::inputs::{
+    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
+};
 use crate::graphql::loaders::{
     AccountById, ExternalIdsOf, LeadById, StageHistoryOfOpportunity, UserById,
-};
-use crate::graphql::{
-    db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
 };
 use crate::pagination::PageRequest;
 use crate::records::accounts::graphql::Account;
@@ -17,9 +20,6 @@ use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::{Lead, StageChange};
 use crate::records::stage_changes::Actor;
 use crate::records::users::graphql::User;
-use crate::records::{
-    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
-};
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::enums::{OpportunityStage, RecordKind, Segment, SourcedBy};

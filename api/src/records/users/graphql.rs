@@ -1,10 +1,10 @@
 use super::service::{self, NewUser, UserFilter, UserOrder, UserPatch};
 use crate::auth::{ADMINS, READERS};
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::{caller, db, load_one, parse_id, parse_ids, require};
+use crate::graphql::inputs::OrderDirection;
 use crate::graphql::loaders::TeamById;
-use crate::graphql::{caller, db, load_one, parse_id, parse_ids, require};
 use crate::pagination::PageRequest;
-use crate::records::OrderDirection;
 use crate::records::teams::graphql::Team;
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
@@ -180,7 +180,7 @@ impl UsersMutation {
         let patch = UserPatch {
             email: input.email,
             name: input.name,
-            team_id: crate::records::patch_id(input.team_id, "teamId")?,
+            team_id: crate::graphql::inputs::patch_id(input.team_id, "teamId")?,
             role: input.role,
             active: input.active,
         };

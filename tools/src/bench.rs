@@ -1,10 +1,10 @@
 //! `lockstep bench`: metric latency through the HTTP API against the same
 //! SQL run directly, on a seeded database, plus the process's peak memory.
 
-use crate::config::{Config, Secret};
-use crate::error::AppError;
-use crate::http::App;
-use crate::metrics::{self, GroupBy, Interval, MetricFilter, Model, Period, SeriesMetric};
+use api::config::{Config, Secret};
+use api::error::AppError;
+use api::http::App;
+use api::metrics::{self, GroupBy, Interval, MetricFilter, Model, Period, SeriesMetric};
 use chrono::Duration;
 use entity::enums::Role;
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
@@ -181,7 +181,7 @@ type SqlFn = fn(
 /// A server of its own on `127.0.0.1:0`.
 struct Server {
     url: String,
-    state: crate::http::AppState,
+    state: api::http::AppState,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -543,7 +543,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
     cached.stop().await;
     let writes = time_writes(&client, &server, opts.requests).await?;
     let started = Instant::now();
-    crate::metrics::rollups::rebuild(&db).await?;
+    api::metrics::rollups::rebuild(&db).await?;
     let rebuild_ms = started.elapsed().as_secs_f64() * 1000.0;
     eprintln!("rollups rebuilt in {rebuild_ms:.0} ms");
     server.stop().await;
