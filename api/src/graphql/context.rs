@@ -131,3 +131,17 @@ where
         .ok_or_else(|| AppError::Internal("loader missing".into()))?;
     Ok(loader.load_one(id).await?)
 }
+
+/// The caller as an `Actor`, acting for `actorUserId` when one is given.
+pub async fn acting(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    actor_user_id: Option<&async_graphql::ID>,
+) -> AppResult<crate::records::stage_changes::Actor> {
+    let user = actor_user_id
+        .map(|u| parse_id(u, "actorUserId"))
+        .transpose()?;
+    crate::records::stage_changes::Actor::from(caller)
+        .acting_as(db(ctx)?, user)
+        .await
+}

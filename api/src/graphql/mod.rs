@@ -35,6 +35,7 @@ pub struct Mutation(
     records::campaigns::graphql::CampaignsMutation,
     records::leads::graphql::LeadsMutation,
     records::opportunities::graphql::OpportunitiesMutation,
+    records::history::graphql::HistoryMutation,
 );
 
 pub type LockstepSchema = Schema<Query, Mutation, EmptySubscription>;

@@ -17,10 +17,12 @@ pub struct PeriodInput {
     pub to: DateTime<Utc>,
 }
 
-/// Filters every metric takes. Lead metrics read segment and target from
-/// the lead's account and team from the lead; opportunity metrics read them
-/// from the opportunity's account, its originating lead (source, campaign)
-/// and its owner (team).
+/// Filters every metric takes, each read from the record the metric counts:
+/// lead metrics read segment and target from the lead's account and team
+/// from the lead; opportunity metrics from the opportunity's account, its
+/// originating lead (source, campaign) and its owner (team); retention from
+/// the account (team: its owner's; source and campaign: any of its leads).
+/// No filter is ever ignored. See docs/metrics.md, "Filters".
 #[derive(InputObject, Default, Clone)]
 pub struct MetricFilterInput {
     pub segment: Option<Segment>,
@@ -38,6 +40,8 @@ pub struct MetricsQuery;
 #[Object]
 impl MetricsQuery {
     /// Shared revenue metrics over a period (every role may read them).
+    /// Every number is defined, with its fine print and an example, in
+    /// docs/metrics.md of the Lockstep repository.
     async fn metrics(
         &self,
         ctx: &Context<'_>,
@@ -98,7 +102,9 @@ pub struct FunnelStage {
     pub reached: i64,
     /// reached(next stage) / reached(this stage); null for WON or when none reached it.
     pub conversion: Option<f64>,
-    /// Median hours from first entering this stage to first entering the next.
+    /// Median hours from first entering this stage to first entering the
+    /// next, over leads whose history entered both stages themselves
+    /// (docs/metrics.md, "Funnel").
     pub median_hours_to_next: Option<f64>,
 }
 
@@ -148,7 +154,8 @@ pub struct AttributionRow {
     pub campaign_name: Option<String>,
     /// True for revenue whose opportunity had no touch before it was created.
     pub unattributed: bool,
-    /// Credited revenue, rounded to the currency's decimals.
+    /// Credited revenue, rounded to the currency's decimals by largest
+    /// remainder (the rows add up to `total`).
     pub revenue: Decimal,
     /// Credited share of opportunities.
     pub opportunities: f64,
@@ -188,7 +195,11 @@ pub enum SeriesMetricName {
     LeadsCreated,
     Mqls,
     OpportunitiesCreated,
+    /// Amount of the opportunities created in each bucket.
     PipelineCreated,
+    /// The open pipeline as it stood at each bucket's end (the period's end
+    /// for the last bucket): `amount` its total, `value` its opportunities.
+    Pipeline,
     WonRevenue,
     WinRate,
     AverageDealSize,
@@ -215,17 +226,53 @@ fn money(units: i64, currency: &str) -> Decimal {
     units_to_money(units, currency)
 }
 
-/// Σ units/denominator, exactly, rounded to the currency's decimals.
-fn exact(parts: &[(i64, i64)], currency: &str) -> Decimal {
+/// Σ units/denominator, exactly, in whole currency units (not rounded).
+fn exact(parts: &[(i64, i64)]) -> Decimal {
     let sum: Decimal = parts
         .iter()
         .filter(|(_, d)| *d != 0)
         .map(|(u, d)| Decimal::from(*u) / Decimal::from(*d))
         .sum();
-    round_money(
-        sum / Decimal::from(entity::money::UNITS_PER_WHOLE),
-        currency,
-    )
+    sum / Decimal::from(entity::money::UNITS_PER_WHOLE)
+}
+
+/// Rounds exact credits to the currency's decimals so that they add up to
+/// `total` (already rounded) exactly: each is rounded down, then the minor
+/// units left over go one each to the largest remainders (ties: the lower
+/// campaign id first, the unattributed row before any campaign).
+fn largest_remainder(
+    exact: &[(Option<uuid::Uuid>, Decimal)],
+    total: Decimal,
+    currency: &str,
+) -> Vec<Decimal> {
+    let dp = crate::records::common::minor_units(currency);
+    let scale = Decimal::from(10i64.pow(dp));
+    let mut floors: Vec<Decimal> = exact.iter().map(|(_, x)| (x * scale).floor()).collect();
+    let mut order: Vec<usize> = (0..exact.len()).collect();
+    order.sort_by(|&a, &b| {
+        let ra = exact[a].1 * scale - floors[a];
+        let rb = exact[b].1 * scale - floors[b];
+        rb.cmp(&ra).then(exact[a].0.cmp(&exact[b].0))
+    });
+    let left = (total * scale).round() - floors.iter().copied().sum::<Decimal>();
+    let mut left = i64::try_from(left).unwrap_or(0).max(0);
+    if !order.is_empty() {
+        for &i in order.iter().cycle() {
+            if left == 0 {
+                break;
+            }
+            floors[i] += Decimal::ONE;
+            left -= 1;
+        }
+    }
+    floors
+        .into_iter()
+        .map(|m| {
+            let mut r = m / scale;
+            r.rescale(dp);
+            r
+        })
+        .collect()
 }
 
 /// Rounds (half to even) and pads to the currency's decimals.
@@ -261,7 +308,8 @@ impl Metrics {
         self.period.to
     }
 
-    /// The combined funnel of the leads created in the period.
+    /// The combined funnel of the leads created in the period
+    /// (docs/metrics.md, "Funnel").
     async fn funnel(&self, ctx: &Context<'_>) -> Result<Funnel> {
         let f = service::funnel(db(ctx)?, &self.period, &self.filter).await?;
         let name = |s: &str| match s {
@@ -287,7 +335,8 @@ impl Metrics {
         })
     }
 
-    /// Leads created in the period followed to revenue, grouped.
+    /// Leads created in the period followed to revenue, grouped
+    /// (docs/metrics.md, "Closed loop").
     async fn closed_loop(
         &self,
         ctx: &Context<'_>,
@@ -319,7 +368,9 @@ impl Metrics {
             .collect())
     }
 
-    /// Revenue won in the period, credited to campaigns.
+    /// Revenue won in the period, credited to campaigns; the rows are rounded
+    /// by largest remainder and add up to `total` exactly
+    /// (docs/metrics.md, "Attribution").
     async fn attribution(&self, ctx: &Context<'_>, model: AttributionModel) -> Result<Attribution> {
         let currency = settings(ctx)?.currency.clone();
         let model = match model {
@@ -330,13 +381,20 @@ impl Metrics {
         };
         let (credits, total) =
             service::attribution(db(ctx)?, &self.period, &self.filter, model).await?;
+        let total = money(total, &currency);
+        let exacts: Vec<_> = credits
+            .iter()
+            .map(|c| (c.campaign_id, exact(&c.parts)))
+            .collect();
+        let rounded = largest_remainder(&exacts, total, &currency);
         let mut rows: Vec<AttributionRow> = credits
             .into_iter()
-            .map(|c| AttributionRow {
+            .zip(rounded)
+            .map(|(c, revenue)| AttributionRow {
                 unattributed: c.campaign_id.is_none(),
                 campaign_id: c.campaign_id.map(|id| ID(id.to_string())),
                 campaign_name: c.campaign_name,
-                revenue: exact(&c.parts, &currency),
+                revenue,
                 opportunities: share(&c.share_parts),
             })
             .collect();
@@ -345,35 +403,36 @@ impl Metrics {
                 .cmp(&a.revenue)
                 .then(a.campaign_name.cmp(&b.campaign_name))
         });
-        Ok(Attribution {
-            rows,
-            total: money(total, &currency),
-        })
+        Ok(Attribution { rows, total })
     }
 
-    /// Won / (won + lost), over opportunities closed in the period.
+    /// Won / (won + lost), over opportunities closed in the period
+    /// (docs/metrics.md, "Win rate").
     async fn win_rate(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
         Ok(self.outcomes(ctx).await?.win_rate())
     }
 
-    /// Mean amount of the opportunities won in the period.
+    /// Mean amount of the opportunities won in the period
+    /// (docs/metrics.md, "Win rate, average deal size…").
     async fn average_deal_size(&self, ctx: &Context<'_>) -> Result<Option<Decimal>> {
         let o = self.outcomes(ctx).await?;
         Ok(avg_money(o.won_amount, o.won, &settings(ctx)?.currency))
     }
 
-    /// Revenue won in the period.
+    /// Revenue won in the period (docs/metrics.md, "Win rate, average deal size…").
     async fn won_revenue(&self, ctx: &Context<'_>) -> Result<Decimal> {
         let o = self.outcomes(ctx).await?;
         Ok(money(o.won_amount, &settings(ctx)?.currency))
     }
 
-    /// Median days from creation to close of the opportunities won in the period.
+    /// Median days from creation to close of the opportunities won in the
+    /// period (docs/metrics.md, "Win rate, average deal size…").
     async fn sales_cycle(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
         Ok(self.outcomes(ctx).await?.median_cycle_days)
     }
 
-    /// Median hours from a lead's creation to its first touch (leads created in the period).
+    /// Median hours from a lead's creation to its first touch (leads created
+    /// in the period; docs/metrics.md, "Speed to lead").
     async fn speed_to_lead(&self, ctx: &Context<'_>) -> Result<SpeedToLead> {
         let s = service::speed_to_lead(db(ctx)?, &self.period, &self.filter).await?;
         Ok(SpeedToLead {
@@ -383,14 +442,17 @@ impl Metrics {
         })
     }
 
-    /// Of the accounts that were customers at `from`, the fraction not churned before `to`.
+    /// Of the accounts that were customers at `from`, the fraction not
+    /// churned before `to` (docs/metrics.md, "Retention").
     async fn retention(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
         Ok(service::retention(db(ctx)?, &self.period, &self.filter)
             .await?
             .rate())
     }
 
-    /// Open opportunities (created before the period's end) by stage, as the data stands.
+    /// The pipeline as it stood at the period's end: opportunities created
+    /// before `to` that their stage history puts in an open stage at `to`,
+    /// by that stage, at their current amount (docs/metrics.md, "Pipeline").
     async fn pipeline(&self, ctx: &Context<'_>) -> Result<Pipeline> {
         let currency = settings(ctx)?.currency.clone();
         let stages = service::pipeline(db(ctx)?, &self.period, &self.filter).await?;
@@ -408,7 +470,8 @@ impl Metrics {
         })
     }
 
-    /// A metric per day, week (from Monday), month or quarter, empty buckets included.
+    /// A metric per day, week (from Monday), month or quarter, empty buckets
+    /// included (docs/metrics.md, "Series").
     async fn series(
         &self,
         ctx: &Context<'_>,
@@ -421,6 +484,7 @@ impl Metrics {
             SeriesMetricName::Mqls => SeriesMetric::Mqls,
             SeriesMetricName::OpportunitiesCreated => SeriesMetric::OpportunitiesCreated,
             SeriesMetricName::PipelineCreated => SeriesMetric::PipelineCreated,
+            SeriesMetricName::Pipeline => SeriesMetric::Pipeline,
             SeriesMetricName::WonRevenue => SeriesMetric::WonRevenue,
             SeriesMetricName::WinRate => SeriesMetric::WinRate,
             SeriesMetricName::AverageDealSize => SeriesMetric::AverageDealSize,
@@ -447,6 +511,7 @@ impl Metrics {
                     SeriesMetric::PipelineCreated | SeriesMetric::WonRevenue => {
                         (None, Some(money(b.units, &currency)))
                     }
+                    SeriesMetric::Pipeline => (Some(b.n as f64), Some(money(b.units, &currency))),
                     SeriesMetric::WinRate => ((b.d != 0).then(|| b.n as f64 / b.d as f64), None),
                     SeriesMetric::AverageDealSize => (None, avg_money(b.units, b.n, &currency)),
                 };

@@ -1,4 +1,4 @@
-//! The shared revenue metrics of `../shared/DOMAIN.md`, computed by the
+//! The shared revenue metrics defined in `docs/metrics.md`, computed by the
 //! database in SQL (one or two statements a metric). `service` knows SQL and
 //! SeaORM, `graphql` the GraphQL types.
 

@@ -28,7 +28,7 @@ impl Period {
     }
 }
 
-/// Filters shared by every metric (see DOMAIN.md, "Fine print").
+/// Filters shared by every metric (see docs/metrics.md, "Filters").
 #[derive(Debug, Clone, Default)]
 pub struct MetricFilter {
     pub segment: Option<Segment>,
@@ -70,6 +70,46 @@ fn lead_conditions(q: &mut Sql, f: &MetricFilter, l: &str) {
     }
     if !f.account_ids.is_empty() {
         q.push(&format!(" AND {l}.account_id IN "))
+            .bind_list(f.account_ids.iter().copied());
+    }
+}
+
+/// Account metrics: segment, target flag and owner from the account, team
+/// from the account owner's team; source and campaign select the accounts
+/// with at least one lead (created whenever) of that source or campaign.
+fn account_conditions(q: &mut Sql, f: &MetricFilter, a: &str) {
+    if let Some(s) = f.segment {
+        q.push(&format!(" AND {a}.segment = ")).bind(s.as_str());
+    }
+    if let Some(t) = f.is_target {
+        q.push(&format!(" AND {a}.is_target = ")).bind(t);
+    }
+    if let Some(s) = f.source {
+        q.push(&format!(
+            " AND {a}.id IN (SELECT sl.account_id FROM leads sl WHERE sl.account_id IS NOT NULL AND sl.source = "
+        ))
+        .bind(s.as_str())
+        .push(")");
+    }
+    if let Some(c) = f.campaign_id {
+        q.push(&format!(
+            " AND {a}.id IN (SELECT sl.account_id FROM leads sl WHERE sl.account_id IS NOT NULL AND sl.campaign_id = "
+        ))
+        .bind(c)
+        .push(")");
+    }
+    if let Some(t) = f.team_id {
+        q.push(&format!(
+            " AND {a}.owner_id IN (SELECT id FROM users WHERE team_id = "
+        ))
+        .bind(t)
+        .push(")");
+    }
+    if let Some(o) = f.owner_id {
+        q.push(&format!(" AND {a}.owner_id = ")).bind(o);
+    }
+    if !f.account_ids.is_empty() {
+        q.push(&format!(" AND {a}.id IN "))
             .bind_list(f.account_ids.iter().copied());
     }
 }
@@ -176,23 +216,44 @@ pub struct Funnel {
 }
 
 /// The leads created in the period that became MQL, with the first time each
-/// reached each main-path stage (t1 INQUIRY … t5 OPPORTUNITY) and t6 WON:
-/// what the funnel's medians read. Every step ends at MQL or later, and the
-/// leads service keeps the first entries so that reaching any later stage
-/// sets `mql_at` too; every lead enters the funnel at its creation.
+/// entered each stage *itself* (t1 INQUIRY … t4 SQL from the stage history,
+/// t5 OPPORTUNITY at conversion) and t6 WON: what the funnel's medians read.
+/// A lead is timed for a step only when it entered both stages themselves
+/// (a lead created at MQL has no INQUIRY → MQL time; one that skipped SAL
+/// adds nothing to MQL → SAL nor SAL → SQL), and the next stage no earlier
+/// than this one. Every step ends at MQL or later, so only leads that became
+/// MQL (`mql_at`, "MQL or a later stage") can have one.
 fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter) {
-    q.push(
-        "WITH reach AS (SELECT l.created_at AS t1, l.mql_at AS t2, l.sal_at AS t3, l.sql_at AS t4, l.converted_at AS t5, \
+    let first = |stage: &str| {
+        format!(
+            "(SELECT MIN(sc.at) FROM stage_changes sc WHERE sc.to_stage = '{stage}' AND sc.lead_id = l.id)"
+        )
+    };
+    q.push(&format!(
+        "WITH reach AS (SELECT {} AS t1, {} AS t2, {} AS t3, {} AS t4, l.converted_at AS t5, \
          o.closed_at AS t6 FROM leads l \
          LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id AND o.stage = 'CLOSED_WON' \
          WHERE l.created_at >= ",
-    )
+        first("INQUIRY"),
+        first("MQL"),
+        first("SAL"),
+        first("SQL"),
+    ))
     .bind(p.from)
     .push(" AND l.created_at < ")
     .bind(p.to);
     q.push(" AND l.mql_at IS NOT NULL");
     lead_conditions(q, f, "l");
     q.push(") ");
+}
+
+/// The condition under which a lead of `reach` is timed for step `k`.
+fn timed(q: &Sql, k: usize) -> String {
+    let n = k + 1;
+    format!(
+        "t{k} IS NOT NULL AND t{n} IS NOT NULL AND {} >= 0",
+        q.hours(&format!("t{k}"), &format!("t{n}"))
+    )
 }
 
 /// How a lead-cohort count over a period reads: whole UTC days from a rollup
@@ -425,9 +486,9 @@ pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> 
                 .iter()
                 .map(|k| {
                     format!(
-                        "CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY {}) FILTER (WHERE t{k} IS NOT NULL AND t{} IS NOT NULL) AS DOUBLE PRECISION) AS m{k}",
+                        "CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY {}) FILTER (WHERE {}) AS DOUBLE PRECISION) AS m{k}",
                         diff(&q, *k),
-                        k + 1
+                        timed(&q, *k)
                     )
                 })
                 .collect::<Vec<_>>()
@@ -458,9 +519,9 @@ pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> 
         let rel = (1..=5)
             .map(|k| {
                 format!(
-                    "SELECT {k} AS k, {} AS v FROM reach WHERE t{k} IS NOT NULL AND t{} IS NOT NULL",
+                    "SELECT {k} AS k, {} AS v FROM reach WHERE {}",
                     diff(&q, k),
-                    k + 1
+                    timed(&q, k)
                 )
             })
             .collect::<Vec<_>>()
@@ -634,19 +695,7 @@ pub async fn retention(
         .push(" AND (a.churned_at IS NULL OR a.churned_at > ")
         .bind(p.from)
         .push(")");
-    if let Some(s) = f.segment {
-        q.push(" AND a.segment = ").bind(s.as_str());
-    }
-    if let Some(t) = f.is_target {
-        q.push(" AND a.is_target = ").bind(t);
-    }
-    if let Some(o) = f.owner_id {
-        q.push(" AND a.owner_id = ").bind(o);
-    }
-    if !f.account_ids.is_empty() {
-        q.push(" AND a.id IN ")
-            .bind_list(f.account_ids.iter().copied());
-    }
+    account_conditions(&mut q, f, "a");
     let mut out = Retention::default();
     if let Some(row) = db.query_one_raw(q.statement()).await? {
         out.customers_at_start = i64_at(&row, "base")?;
@@ -665,39 +714,105 @@ pub struct PipelineStage {
     pub amount: i64,
 }
 
-/// Open opportunities created before the period's end, by stage, as the data stands.
+/// The open stages, in order.
+const OPEN_STAGES: [OpportunityStage; 3] = [
+    OpportunityStage::Discovery,
+    OpportunityStage::Proposal,
+    OpportunityStage::Negotiation,
+];
+
+/// The pipeline as it stood at the period's end: opportunities created
+/// before `to` whose stage history puts them in an open stage at `to` (the
+/// last change before `to`), by that stage, at their current amount.
 pub async fn pipeline(
     db: &impl ConnectionTrait,
     p: &Period,
     f: &MetricFilter,
 ) -> AppResult<Vec<PipelineStage>> {
+    let rows = pipeline_at(db, &[("end".to_owned(), p.to)], f).await?;
+    Ok(OPEN_STAGES
+        .into_iter()
+        .map(|stage| {
+            let (count, amount) = rows
+                .iter()
+                .find(|(_, s, _, _)| *s == stage)
+                .map(|(_, _, n, a)| (*n, *a))
+                .unwrap_or((0, 0));
+            PipelineStage {
+                stage,
+                count,
+                amount,
+            }
+        })
+        .collect())
+}
+
+/// The pipeline at each of `ends` (a label and an instant), in one
+/// statement: `(label, stage, count, storage units)` for the open stages
+/// that hold something. Each stage change holds from its time until the
+/// next change of the same opportunity (ordered by time, then id); an
+/// opportunity without any recorded history (rows loaded around Lockstep)
+/// is read as it stands: its current stage, if open.
+async fn pipeline_at(
+    db: &impl ConnectionTrait,
+    ends: &[(String, DateTime<Utc>)],
+    f: &MetricFilter,
+) -> AppResult<Vec<(String, OpportunityStage, i64, i64)>> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut q = Sql::new(db.get_database_backend());
+    q.push("WITH ends (b, e) AS (VALUES ");
+    for (i, (label, at)) in ends.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push("(")
+            .bind(label.clone())
+            .push(", ")
+            .bind(*at)
+            .push(")");
+    }
+    q.push(
+        "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
+         LEAD(sc.at) OVER (PARTITION BY sc.opportunity_id ORDER BY sc.at, sc.id) AS until \
+         FROM stage_changes sc WHERE sc.opportunity_id IS NOT NULL) ",
+    );
     q.push(&format!(
-        "SELECT o.stage AS stage, COUNT(*) AS n, {} AS amount FROM opportunities o \
-         WHERE o.stage NOT IN ('CLOSED_WON', 'CLOSED_LOST') AND o.created_at < ",
+        "SELECT ends.b AS b, h.stage AS stage, COUNT(*) AS n, {} AS amount \
+         FROM ends JOIN h ON h.since < ends.e AND (h.until IS NULL OR h.until >= ends.e) \
+         JOIN opportunities o ON o.id = h.opp AND o.created_at < ends.e \
+         WHERE h.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION')",
         sum("o.amount")
-    ))
-    .bind(p.to);
+    ));
     opp_conditions(&mut q, f, "o");
-    q.push(" GROUP BY o.stage");
-    let rows = db.query_all_raw(q.statement()).await?;
-    let mut out: Vec<PipelineStage> = [
-        OpportunityStage::Discovery,
-        OpportunityStage::Proposal,
-        OpportunityStage::Negotiation,
-    ]
-    .into_iter()
-    .map(|stage| PipelineStage {
-        stage,
-        count: 0,
-        amount: 0,
-    })
-    .collect();
-    for row in rows {
+    q.push(&format!(
+        " GROUP BY ends.b, h.stage UNION ALL \
+         SELECT ends.b AS b, o.stage AS stage, COUNT(*) AS n, {} AS amount \
+         FROM ends JOIN opportunities o ON o.created_at < ends.e \
+         WHERE o.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION') \
+         AND NOT EXISTS (SELECT 1 FROM stage_changes sc WHERE sc.opportunity_id = o.id)",
+        sum("o.amount")
+    ));
+    opp_conditions(&mut q, f, "o");
+    q.push(" GROUP BY ends.b, o.stage");
+    let mut out: Vec<(String, OpportunityStage, i64, i64)> = Vec::new();
+    for row in db.query_all_raw(q.statement()).await? {
+        let label: String = row.try_get("", "b")?;
         let stage: String = row.try_get("", "stage")?;
-        if let Some(s) = out.iter_mut().find(|s| s.stage.as_str() == stage) {
-            s.count = i64_at(&row, "n")?;
-            s.amount = i64_at(&row, "amount")?;
+        let Some(stage) = OPEN_STAGES.into_iter().find(|s| s.as_str() == stage) else {
+            continue;
+        };
+        let (n, amount) = (i64_at(&row, "n")?, i64_at(&row, "amount")?);
+        match out
+            .iter_mut()
+            .find(|(l, s, _, _)| *l == label && *s == stage)
+        {
+            Some(r) => {
+                r.2 += n;
+                r.3 += amount;
+            }
+            None => out.push((label, stage, n, amount)),
         }
     }
     Ok(out)
@@ -951,6 +1066,8 @@ pub enum SeriesMetric {
     Mqls,
     OpportunitiesCreated,
     PipelineCreated,
+    /// The open pipeline at each bucket's end (or the period's, if earlier).
+    Pipeline,
     WonRevenue,
     WinRate,
     AverageDealSize,
@@ -1036,10 +1153,38 @@ pub async fn series(
         }
         b = interval.next(b);
     }
+    if metric == SeriesMetric::Pipeline {
+        // Each bucket: the pipeline at its end, or at the period's end for the last.
+        let ends: Vec<(String, DateTime<Utc>)> = starts
+            .iter()
+            .map(|s| {
+                let next = midnight(interval.next(*s));
+                (s.format("%Y-%m-%d").to_string(), next.min(p.to))
+            })
+            .collect();
+        let rows = pipeline_at(db, &ends, f).await?;
+        return Ok(starts
+            .into_iter()
+            .map(|start| {
+                let label = start.format("%Y-%m-%d").to_string();
+                let (n, units) = rows
+                    .iter()
+                    .filter(|(l, _, _, _)| *l == label)
+                    .fold((0, 0), |(n, u), r| (n + r.2, u + r.3));
+                Bucket {
+                    start,
+                    n,
+                    d: 0,
+                    units,
+                }
+            })
+            .collect());
+    }
     let backend = db.get_database_backend();
     let mut q = Sql::new(backend);
     let iv = interval.sql();
     match metric {
+        SeriesMetric::Pipeline => {}
         SeriesMetric::LeadsCreated => {
             q.push(&format!("SELECT {} AS b, COUNT(*) AS n, 0 AS d, 0 AS units FROM leads l WHERE l.created_at >= ", q.bucket(iv, "l.created_at")))
                 .bind(p.from)

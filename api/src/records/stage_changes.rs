@@ -33,6 +33,34 @@ impl Actor {
     }
 }
 
+impl Actor {
+    /// The actor that records changes as made by `user` (an import names
+    /// the CRM user who made them): ADMIN and INTEGRATION callers only
+    /// (FORBIDDEN otherwise), and the user must exist (NOT_FOUND). The token's
+    /// subject stays the recorded `actor`; `None` keeps the caller's user.
+    pub async fn acting_as(
+        &self,
+        db: &impl ConnectionTrait,
+        user: Option<Uuid>,
+    ) -> AppResult<Actor> {
+        let Some(user) = user else {
+            return Ok(self.clone());
+        };
+        if !self.may_backfill {
+            return Err(AppError::forbidden(
+                "only ADMIN and INTEGRATION callers may give `actorUserId`",
+            ));
+        }
+        crate::records::users::service::get(db, user)
+            .await
+            .map_err(|_| AppError::not_found("actorUserId: user"))?;
+        Ok(Actor {
+            user_id: Some(user),
+            ..self.clone()
+        })
+    }
+}
+
 impl From<&crate::auth::Caller> for Actor {
     fn from(c: &crate::auth::Caller) -> Self {
         Actor {

@@ -2,6 +2,7 @@ use super::service::{self, Conversion, LeadFields, LeadFilter, LeadOrder};
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::acting;
 use crate::graphql::context::{
     caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require,
     settings,
@@ -353,6 +354,13 @@ pub struct LeadInput {
     pub first_touch_at: MaybeUndefined<DateTime<Utc>>,
     /// External ids to link to the new lead.
     pub external_ids: Option<Vec<ExternalIdInput>>,
+    /// The reason of the creation entry in the stage history (on upsert, of
+    /// the stage change it records; default "synced").
+    pub reason: Option<String>,
+    /// Imports: the user who created the lead in the source system,
+    /// recorded on its creation entry (on upsert, on the stage change).
+    /// ADMIN and INTEGRATION only.
+    pub actor_user_id: Option<ID>,
 }
 
 impl LeadInput {
@@ -379,6 +387,12 @@ impl LeadInput {
                 stage: self.stage,
                 created_at: self.created_at,
                 first_touch_at: patch(self.first_touch_at),
+                reason: self.reason,
+                actor_user_id: self
+                    .actor_user_id
+                    .as_ref()
+                    .map(|u| parse_id(u, "actorUserId"))
+                    .transpose()?,
             },
             refs,
         ))
@@ -399,6 +413,9 @@ pub struct ConvertLeadOpportunityInput {
     pub owner_id: Option<ID>,
     /// Default: PARTNER for partner leads, SALES_DEVELOPMENT for outbound, MARKETING otherwise.
     pub sourced_by: Option<SourcedBy>,
+    /// External ids to link to the new opportunity (so that the CRM's
+    /// opportunity maps to it).
+    pub external_ids: Option<Vec<ExternalIdInput>>,
 }
 
 #[derive(InputObject)]
@@ -475,17 +492,15 @@ impl LeadsMutation {
         reason: Option<String>,
         #[graphql(desc = "Backfill: when the change happened (ADMIN and INTEGRATION only)")]
         at: Option<DateTime<Utc>>,
+        #[graphql(
+            desc = "Imports: the user who made the change in the source system (ADMIN and INTEGRATION only)"
+        )]
+        actor_user_id: Option<ID>,
     ) -> Result<Lead> {
         let caller = require(ctx, RECORD_WRITERS, "change lead stages")?;
-        let lead = service::change_stage(
-            db(ctx)?,
-            &Actor::from(caller),
-            parse_id(&id, "id")?,
-            to,
-            reason,
-            at,
-        )
-        .await?;
+        let actor = acting(ctx, caller, actor_user_id.as_ref()).await?;
+        let lead =
+            service::change_stage(db(ctx)?, &actor, parse_id(&id, "id")?, to, reason, at).await?;
         Ok(Lead(lead))
     }
 
@@ -497,8 +512,23 @@ impl LeadsMutation {
         id: ID,
         opportunity: ConvertLeadOpportunityInput,
         #[graphql(desc = "Backfill: when the conversion happened (ADMIN and INTEGRATION only)")] at: Option<DateTime<Utc>>,
+        #[graphql(
+            desc = "The reason of the lead's CONVERTED entry and of the opportunity's creation entry (default \"converted\")"
+        )]
+        reason: Option<String>,
+        #[graphql(
+            desc = "Imports: the user who converted the lead in the source system (ADMIN and INTEGRATION only)"
+        )]
+        actor_user_id: Option<ID>,
     ) -> Result<ConvertLeadPayload> {
         let caller = require(ctx, RECORD_WRITERS, "convert leads")?;
+        let actor = acting(ctx, caller, actor_user_id.as_ref()).await?;
+        let external_ids = opportunity
+            .external_ids
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| ExternalRef::normalized(&e.system, &e.id))
+            .collect::<Result<Vec<_>, _>>()?;
         let deployment = &settings(ctx)?.currency;
         let currency = check_currency(
             opportunity.currency.as_deref().unwrap_or(deployment),
@@ -520,15 +550,11 @@ impl LeadsMutation {
             currency,
             expected_close_date: opportunity.expected_close_date,
             sourced_by: opportunity.sourced_by,
+            reason,
+            external_ids,
         };
-        let (lead, opp) = service::convert(
-            db(ctx)?,
-            &Actor::from(caller),
-            parse_id(&id, "id")?,
-            conversion,
-            at,
-        )
-        .await?;
+        let (lead, opp) =
+            service::convert(db(ctx)?, &actor, parse_id(&id, "id")?, conversion, at).await?;
         Ok(ConvertLeadPayload {
             lead: Lead(lead),
             opportunity: Opportunity(opp),

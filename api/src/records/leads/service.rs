@@ -162,6 +162,12 @@ pub struct LeadFields {
     /// Backfill (actors that may backfill only).
     pub created_at: Option<DateTime<Utc>>,
     pub first_touch_at: Patch<DateTime<Utc>>,
+    /// Why: the reason of the creation entry (on upsert, of the stage change
+    /// it records).
+    pub reason: Option<String>,
+    /// Who (imports; ADMIN and INTEGRATION only): the user recorded as
+    /// making the creation entry (on upsert, the stage change).
+    pub actor_user_id: Option<Uuid>,
 }
 
 /// Checks the owner, team and campaign a lead refers to (the account is
@@ -274,6 +280,8 @@ pub async fn create_in(w: &mut Work, actor: &Actor, fields: LeadFields) -> AppRe
     if fields.created_at.is_some() {
         actor.check_backfill("createdAt")?;
     }
+    let actor = &actor.acting_as(w.db(), fields.actor_user_id).await?;
+    let reason = optional_text(fields.reason.clone(), "reason")?;
     let account_id = account_of_new(w, &fields).await?;
     if let Some(id) = account_id {
         w.lock_accounts(&[id], AccountLock::Reference).await?;
@@ -335,7 +343,7 @@ pub async fn create_in(w: &mut Work, actor: &Actor, fields: LeadFields) -> AppRe
         stage.as_str(),
         at,
         actor,
-        None,
+        reason,
     )
     .await?;
     Ok(created)
@@ -442,6 +450,18 @@ pub async fn update_in(w: &mut Work, id: Uuid, fields: LeadFields) -> AppResult<
             "change the stage with changeLeadStage",
         ));
     }
+    if fields.reason.is_some() {
+        return Err(AppError::bad_input(
+            "reason",
+            "`reason` goes with a creation or a stage change",
+        ));
+    }
+    if fields.actor_user_id.is_some() {
+        return Err(AppError::bad_input(
+            "actorUserId",
+            "`actorUserId` goes with a creation or a stage change",
+        ));
+    }
     if let Some(Some(account)) = fields.account_id {
         w.lock_accounts(&[account], AccountLock::Reference).await?;
     }
@@ -545,6 +565,11 @@ pub struct Conversion {
     /// Default: PARTNER for partner leads, SALES_DEVELOPMENT for outbound
     /// ones, MARKETING otherwise.
     pub sourced_by: Option<SourcedBy>,
+    /// The reason of the lead's CONVERTED entry (default "converted"); the
+    /// opportunity's creation entry gets the same.
+    pub reason: Option<String>,
+    /// External ids to link to the new opportunity.
+    pub external_ids: Vec<ExternalRef>,
 }
 
 /// Converts a lead (its own unit): creates the opportunity, links both ways,
@@ -607,10 +632,14 @@ pub async fn convert_in(
         expected_close_date: conversion.expected_close_date,
         sourced_by,
         created_at: Some(at),
+        reason: conversion.reason.clone(),
     };
     // The conversion's time is the opportunity's creation: no backfill check
     // beyond `at`'s own.
     let opp = crate::records::opportunities::service::insert_in(w, actor, opportunity).await?;
+    for key in &conversion.external_ids {
+        external_ids::link(w, RecordKind::Opportunity, key, opp.id).await?;
+    }
     let from = current.stage;
     let lead = w
         .update_lead(current, |am| {
@@ -628,7 +657,7 @@ pub async fn convert_in(
         LeadStage::Converted.as_str(),
         at,
         actor,
-        Some("converted".to_owned()),
+        Some(optional_text(conversion.reason, "reason")?.unwrap_or_else(|| "converted".to_owned())),
     )
     .await?;
     Ok((lead, opp))
@@ -664,12 +693,13 @@ pub async fn upsert_in(
                 let mut f = fields;
                 f.created_at = None;
                 f.stage = None;
+                let reason = f.reason.take().unwrap_or_else(|| "synced".into());
+                let acting = actor.acting_as(w.db(), f.actor_user_id.take()).await?;
                 let mut updated = update_in(w, id, f).await?;
                 if let Some(to) = stage
                     && to != updated.stage
                 {
-                    updated =
-                        change_stage_in(w, actor, id, to, Some("synced".into()), None).await?;
+                    updated = change_stage_in(w, &acting, id, to, Some(reason), None).await?;
                 }
                 updated
             }

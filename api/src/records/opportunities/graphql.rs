@@ -4,6 +4,7 @@ use super::service::{
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::acting;
 use crate::graphql::context::{
     db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
 };
@@ -18,7 +19,6 @@ use crate::records::accounts::graphql::Account;
 use crate::records::common::{check_currency, money_to_units, units_to_money};
 use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::{Lead, StageChange};
-use crate::records::stage_changes::Actor;
 use crate::records::users::graphql::User;
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -242,6 +242,12 @@ pub struct OpportunityInput {
     /// Backfill: close time, with a closed stage (ADMIN and INTEGRATION only).
     pub closed_at: Option<DateTime<Utc>>,
     pub external_ids: Option<Vec<ExternalIdInput>>,
+    /// The reason of the creation entry in the stage history.
+    pub reason: Option<String>,
+    /// Imports: the user who created the opportunity in the source system,
+    /// recorded on its stage history (on upsert, on the change it records).
+    /// ADMIN and INTEGRATION only.
+    pub actor_user_id: Option<ID>,
 }
 
 impl OpportunityInput {
@@ -275,6 +281,7 @@ impl OpportunityInput {
                 expected_close_date: self.expected_close_date,
                 sourced_by: self.sourced_by.unwrap_or(SourcedBy::Sales),
                 created_at: self.created_at,
+                reason: self.reason,
             },
             InitialStage {
                 stage: self.stage,
@@ -295,6 +302,9 @@ pub struct UpdateOpportunityInput {
     pub amount: Option<Decimal>,
     pub expected_close_date: MaybeUndefined<NaiveDate>,
     pub sourced_by: Option<SourcedBy>,
+    /// External ids to add to the opportunity (e.g. the CRM's id of one made
+    /// by `convertLead`); ids it already has are kept.
+    pub external_ids: Option<Vec<ExternalIdInput>>,
 }
 
 #[derive(Default)]
@@ -308,9 +318,10 @@ impl OpportunitiesMutation {
         input: OpportunityInput,
     ) -> Result<Opportunity> {
         let caller = require(ctx, RECORD_WRITERS, "create opportunities")?;
+        let actor = acting(ctx, caller, input.actor_user_id.as_ref()).await?;
         let (new, initial, refs) = input.into_parts(&settings(ctx)?.currency)?;
         Ok(Opportunity(
-            service::create(db(ctx)?, &Actor::from(caller), new, initial, refs).await?,
+            service::create(db(ctx)?, &actor, new, initial, refs).await?,
         ))
     }
 
@@ -339,6 +350,12 @@ impl OpportunitiesMutation {
                 .transpose()?,
             expected_close_date: patch(input.expected_close_date),
             sourced_by: input.sourced_by,
+            external_ids: input
+                .external_ids
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| ExternalRef::normalized(&e.system, &e.id))
+                .collect::<Result<Vec<_>, _>>()?,
         };
         Ok(Opportunity(service::update(db, id, patch).await?))
     }
@@ -353,11 +370,16 @@ impl OpportunitiesMutation {
         reason: Option<String>,
         #[graphql(desc = "Backfill: when the change happened (ADMIN and INTEGRATION only)")]
         at: Option<DateTime<Utc>>,
+        #[graphql(
+            desc = "Imports: the user who made the change in the source system (ADMIN and INTEGRATION only)"
+        )]
+        actor_user_id: Option<ID>,
     ) -> Result<Opportunity> {
         let caller = require(ctx, RECORD_WRITERS, "change opportunity stages")?;
+        let actor = acting(ctx, caller, actor_user_id.as_ref()).await?;
         let opp = service::change_stage(
             db(ctx)?,
-            &Actor::from(caller),
+            &actor,
             parse_id(&id, "id")?,
             to,
             lost_reason,
@@ -377,9 +399,10 @@ impl OpportunitiesMutation {
     ) -> Result<Opportunity> {
         let caller = require(ctx, RECORD_WRITERS, "upsert opportunities")?;
         let key = ExternalRef::normalized(&external_id.system, &external_id.id)?;
+        let actor = acting(ctx, caller, input.actor_user_id.as_ref()).await?;
         let (new, initial, _) = input.into_parts(&settings(ctx)?.currency)?;
         Ok(Opportunity(
-            service::upsert(db(ctx)?, &Actor::from(caller), key, new, initial).await?,
+            service::upsert(db(ctx)?, &actor, key, new, initial).await?,
         ))
     }
 }

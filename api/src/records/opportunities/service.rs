@@ -160,6 +160,8 @@ pub struct NewOpportunity {
     pub sourced_by: SourcedBy,
     /// Backfill (actors that may backfill only).
     pub created_at: Option<DateTime<Utc>>,
+    /// The reason of the creation entry.
+    pub reason: Option<String>,
 }
 
 async fn check_refs(
@@ -234,7 +236,7 @@ pub(crate) async fn insert_in(
         OpportunityStage::Discovery.as_str(),
         at,
         actor,
-        None,
+        optional_text(input.reason, "reason")?,
     )
     .await?;
     Ok(created)
@@ -308,6 +310,9 @@ pub struct OpportunityPatch {
     pub amount: Option<i64>,
     pub expected_close_date: Patch<NaiveDate>,
     pub sourced_by: Option<SourcedBy>,
+    /// External ids to add (one already linked to this opportunity is kept;
+    /// one linked to another is a CONFLICT).
+    pub external_ids: Vec<ExternalRef>,
 }
 
 /// Updates an opportunity's fields (its own unit); a won one's amount also
@@ -333,6 +338,9 @@ pub async fn update_in(
 ) -> AppResult<opportunity::Model> {
     let current = w.lock_opportunity(id).await?;
     check_refs(w.db(), patch.account_id, patch.owner_id.flatten(), None).await?;
+    for key in &patch.external_ids {
+        external_ids::link(w, RecordKind::Opportunity, key, id).await?;
+    }
     w.update_opportunity(current, |am| {
         if let Some(name) = patch.name {
             am.name = Set(required_text(&name, "name")?);
@@ -493,6 +501,7 @@ pub async fn upsert_in(
                     amount: Some(input.amount),
                     expected_close_date: input.expected_close_date.map(Some),
                     sourced_by: Some(input.sourced_by),
+                    external_ids: Vec::new(),
                 };
                 let mut updated = update_in(w, id, patch).await?;
                 if let Some(to) = initial.stage
@@ -505,7 +514,7 @@ pub async fn upsert_in(
                         id,
                         to,
                         initial.lost_reason,
-                        Some("synced".into()),
+                        input.reason.or_else(|| Some("synced".into())),
                         at,
                     )
                     .await?;

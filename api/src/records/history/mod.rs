@@ -1,0 +1,2 @@
+pub mod graphql;
+pub mod service;
