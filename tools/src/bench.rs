@@ -259,12 +259,16 @@ async fn time_writes(
     server: &Server,
     n: usize,
 ) -> Result<Vec<(String, f64, f64)>, Box<dyn std::error::Error>> {
-    let token = server.state.keys.issue(
-        Role::Admin,
-        "bench-writer",
-        std::time::Duration::from_secs(3600),
-        None,
-    )?;
+    let token = server
+        .state
+        .keys
+        .issue(
+            Role::Admin,
+            "bench-writer",
+            std::time::Duration::from_secs(3600),
+            None,
+        )
+        .map_err(api::error::Failure)?;
     let url = &server.url;
     let first = |d: &serde_json::Value, list: &str| {
         d["data"][list]["nodes"][0]["id"]
@@ -383,7 +387,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
                 progress: true,
             },
         )
-        .await?;
+        .await
+        .map_err(api::error::Failure)?;
     }
     let leads = entity::lead::Entity::find().count(&db).await?;
     let client = reqwest::Client::new();
@@ -412,12 +417,16 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         ..config.clone()
     })
     .await?;
-    let token = server.state.keys.issue(
-        Role::Viewer,
-        "bench",
-        std::time::Duration::from_secs(3600),
-        None,
-    )?;
+    let token = server
+        .state
+        .keys
+        .issue(
+            Role::Viewer,
+            "bench",
+            std::time::Duration::from_secs(3600),
+            None,
+        )
+        .map_err(api::error::Failure)?;
     let end = crate::seed::anchor();
     let period = Period {
         from: end - Duration::days(365),
@@ -521,7 +530,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         let mut t = Vec::new();
         for i in 0..opts.requests + 2 {
             let started = Instant::now();
-            sql(db.clone(), period).await?;
+            sql(db.clone(), period).await.map_err(api::error::Failure)?;
             if i >= 2 {
                 t.push(started.elapsed().as_secs_f64() * 1000.0);
             }
@@ -664,12 +673,16 @@ async fn write_load_row(
     secs: u64,
     crossed: bool,
 ) -> Result<WriteLoadRow, Box<dyn std::error::Error>> {
-    let token = server.state.keys.issue(
-        Role::Admin,
-        "bench-writer",
-        std::time::Duration::from_secs(3600),
-        None,
-    )?;
+    let token = server
+        .state
+        .keys
+        .issue(
+            Role::Admin,
+            "bench-writer",
+            std::time::Duration::from_secs(3600),
+            None,
+        )
+        .map_err(api::error::Failure)?;
     let url = server.url.clone();
     let run = std::process::id();
     let new_id = |d: serde_json::Value, field: &str| {
