@@ -116,13 +116,20 @@ impl BenchReport {
         if !self.write_load.is_empty() {
             s.push_str(
                 "\nConcurrent writers through HTTP (ADMIN):\n\n\
-                 | scenario | writers | writes | writes/s | p50 ms | p99 ms | errors |\n\
-                 |---|---:|---:|---:|---:|---:|---:|\n",
+                 | scenario | writers | writes | writes/s | p50 ms | p99 ms | errors | SQL statements / write |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|\n",
             );
             for r in &self.write_load {
                 s.push_str(&format!(
-                    "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} |\n",
-                    r.scenario, r.writers, r.writes, r.per_sec, r.p50_ms, r.p99_ms, r.errors
+                    "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {:.1} |\n",
+                    r.scenario,
+                    r.writers,
+                    r.writes,
+                    r.per_sec,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.errors,
+                    r.statements_per_write
                 ));
             }
         }
@@ -621,6 +628,8 @@ pub struct WriteLoadRow {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub errors: u64,
+    /// SQL statements the server issued per write (BEGIN and COMMIT included).
+    pub statements_per_write: f64,
 }
 
 /// One timed write; an error is counted and logged.
@@ -735,6 +744,7 @@ async fn write_load_row(
         std::sync::Arc::new(leads),
     );
     let until = Instant::now() + std::time::Duration::from_secs(secs);
+    let statements_before = server.state.statements.get();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..writers {
@@ -820,8 +830,10 @@ async fn write_load_row(
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let statements = server.state.statements.get() - statements_before;
     times.sort_by(|a, b| a.total_cmp(b));
     let row = WriteLoadRow {
+        statements_per_write: statements as f64 / times.len().max(1) as f64,
         scenario: if crossed {
             "crossed keys"
         } else {
@@ -835,8 +847,14 @@ async fn write_load_row(
         errors,
     };
     eprintln!(
-        "{} writers, {}: {:.0} writes/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
-        row.writers, row.scenario, row.per_sec, row.p50_ms, row.p99_ms, row.errors
+        "{} writers, {}: {:.0} writes/s, p50 {:.1} ms, p99 {:.1} ms, {} errors, {:.1} statements/write",
+        row.writers,
+        row.scenario,
+        row.per_sec,
+        row.p50_ms,
+        row.p99_ms,
+        row.errors,
+        row.statements_per_write
     );
     Ok(row)
 }

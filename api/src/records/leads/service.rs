@@ -704,7 +704,7 @@ pub async fn record_touchpoint_in(
     campaign_id: Uuid,
     occurred_at: Option<DateTime<Utc>>,
 ) -> AppResult<touchpoint::Model> {
-    w.lock_lead(lead_id).await?;
+    w.hold_lead(lead_id).await?;
     crate::records::campaigns::service::get(w.db(), campaign_id).await?;
     let at = match occurred_at {
         Some(t) => not_future(t, "occurredAt")?,
