@@ -253,6 +253,13 @@ async fn execute(
     get: bool,
 ) -> Result<Executed, Response> {
     let started = Instant::now();
+    // Before anything recursive reads it (the parser, input coercion).
+    if let Some(reason) = super::hostile::refuse(&params.query, params.variables.as_ref()) {
+        return Ok(Executed {
+            body: error_body(&reason, ErrorCode::BadUserInput),
+            request_error: true,
+        });
+    }
     let doc = match async_graphql::parser::parse_query(&params.query) {
         Ok(doc) => doc,
         Err(e) => {

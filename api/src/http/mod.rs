@@ -3,6 +3,7 @@
 
 mod graphiql;
 mod graphql_http;
+mod hostile;
 
 use crate::auth::JwtKeys;
 use crate::config::Config;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(axum::middleware::map_response(too_large_as_json))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.request_timeout_secs),
@@ -132,6 +134,30 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The process is up.
+/// A body over the limit answers 413 as a GraphQL-over-HTTP error with a
+/// code, like every other refusal (the limit layer itself answers text).
+async fn too_large_as_json(res: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return res;
+    }
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(serde_json::json!({
+            "errors": [{
+                "message": "the request body is larger than this server accepts",
+                "extensions": { "code": "BAD_USER_INPUT" }
+            }]
+        })),
+    )
+        .into_response()
+}
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }

@@ -15,6 +15,7 @@ use crate::graphql::loaders::{
 };
 use crate::pagination::PageRequest;
 use crate::records::accounts::graphql::Account;
+use crate::records::common::search_term;
 use crate::records::common::{check_currency, money_to_units, units_to_money};
 use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::{Lead, StageChange};
@@ -166,7 +167,7 @@ impl OpportunitiesQuery {
             campaign_ids: parse_ids(&f.campaign_id.unwrap_or_default(), "campaignId")?,
             created_at: f.created_at.map(Into::into).unwrap_or_default(),
             closed_at: f.closed_at.map(Into::into).unwrap_or_default(),
-            search: f.search,
+            search: search_term(f.search)?,
         };
         let (order, desc) = match order_by {
             Some(o) => (
