@@ -112,7 +112,12 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.request_timeout_secs),
         ))
-        .layer(TraceLayer::new_for_http());
+        .layer(TraceLayer::new_for_http())
+        // A panic anywhere in a request is an INTERNAL answer, never a
+        // dropped connection (outermost, so it also covers the layers).
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_as_internal,
+        ));
     if !config.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = config
             .cors_origins
@@ -134,6 +139,24 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The process is up.
+/// The answer to a request whose handling panicked: logged, then INTERNAL.
+fn panic_as_internal(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = what, "a request panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({
+            "errors": [{ "message": "internal error", "extensions": { "code": "INTERNAL" } }]
+        })),
+    )
+        .into_response()
+}
+
 /// A body over the limit answers 413 as a GraphQL-over-HTTP error with a
 /// code, like every other refusal (the limit layer itself answers text).
 async fn too_large_as_json(res: axum::response::Response) -> axum::response::Response {
@@ -194,4 +217,31 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(serde_json::Value::Object(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_request_is_an_internal_json_answer() {
+        async fn boom() -> &'static str {
+            panic!("resolver bug")
+        }
+        let app = Router::new().route("/boom", get(boom)).layer(
+            tower_http::catch_panic::CatchPanicLayer::custom(panic_as_internal),
+        );
+        let req = axum::http::Request::get("/boom")
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        let res = app.oneshot(req).await.unwrap_or_else(|e| match e {});
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
+        assert_eq!(body["errors"][0]["message"], "internal error");
+    }
 }
