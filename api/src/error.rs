@@ -1,6 +1,7 @@
 //! One error type for the whole API. Every error reaching a client carries a
 //! stable `extensions.code`; internal errors are logged and masked.
 
+use async_graphql::ErrorExtensions;
 use sea_orm::{DbErr, SqlErr};
 
 /// The stable codes clients can branch on.
@@ -27,26 +28,76 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// An error of the API, with its stable code.
+///
+/// It deliberately does not implement `Display` (nor `std::error::Error`):
+/// async-graphql turns any displayable error into a GraphQL error without
+/// extensions, so this type converts through its own `From` instead, which
+/// attaches `extensions.code` (and `field`) right where the error becomes a
+/// GraphQL error ([`ErrorExtensions`]), logs an internal error's cause and
+/// masks it. Use [`AppError::message`] for text.
+#[derive(Debug)]
 pub enum AppError {
-    #[error("{0}")]
     Unauthenticated(String),
-    #[error("{0}")]
     Forbidden(String),
-    #[error("{0} not found")]
     NotFound(String),
-    #[error("{message}")]
     BadInput {
         field: Option<String>,
         message: String,
     },
-    #[error("{message}")]
     Conflict {
         field: Option<String>,
         message: String,
     },
-    #[error("internal error")]
-    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    /// What a client reads (an internal error's cause is never shown).
+    pub fn message(&self) -> String {
+        match self {
+            AppError::Unauthenticated(m) | AppError::Forbidden(m) => m.clone(),
+            AppError::NotFound(what) => format!("{what} not found"),
+            AppError::BadInput { message, .. } | AppError::Conflict { message, .. } => {
+                message.clone()
+            }
+            AppError::Internal(_) => "internal error".to_owned(),
+        }
+    }
+
+    /// The message with an internal error's cause, for logs.
+    pub fn detail(&self) -> String {
+        match self {
+            AppError::Internal(cause) => format!("internal error: {cause}"),
+            other => other.message(),
+        }
+    }
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        if let AppError::Internal(cause) = self {
+            tracing::error!(error = %cause, "internal error");
+        }
+        async_graphql::Error::new(self.message()).extend_with(|_, ext| {
+            ext.set("code", self.code().as_str());
+            if let Some(field) = self.field() {
+                ext.set("field", field);
+            }
+        })
+    }
+}
+
+/// An `AppError` as a standard error, for the CLI and tools (`?` into
+/// `anyhow` or `Box<dyn Error>`): `AppResult::map_err(Failure)`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.detail())]
+pub struct Failure(pub AppError);
+
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> Self {
+        e.extend()
+    }
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -172,6 +223,23 @@ fn unique_field(err: &DbErr) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_attach_where_an_app_error_becomes_a_graphql_error() {
+        let internal = async_graphql::Error::from(AppError::internal(std::io::Error::other(
+            "connection reset by 10.0.0.7:5432",
+        )));
+        assert_eq!(internal.message, "internal error");
+        let ext = serde_json::to_value(&internal.extensions).unwrap_or_default();
+        assert_eq!(ext["code"], "INTERNAL");
+        let bad = async_graphql::Error::from(AppError::bad_input("email", "`email` is required"));
+        let ext = serde_json::to_value(&bad.extensions).unwrap_or_default();
+        assert_eq!(bad.message, "`email` is required");
+        assert_eq!(
+            (ext["code"].as_str(), ext["field"].as_str()),
+            (Some("BAD_USER_INPUT"), Some("email"))
+        );
+    }
 
     #[test]
     fn unique_constraints_are_listed_once_with_their_table() {

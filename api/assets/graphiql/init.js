@@ -16,7 +16,26 @@
     '}',
     '',
   ].join('\n');
-  var fetcher = GraphiQL.createFetcher({ url: '/graphql' });
+  var base = GraphiQL.createFetcher({ url: '/graphql' });
+  // Nothing runs until a token is in the Headers tab: no error waits in the
+  // result pane when GraphiQL opens. The schema loads with the first
+  // request that carries a token (or with the "re-fetch schema" button).
+  function hasToken(opts) {
+    var h = (opts && opts.headers) || {};
+    var auth = String(h.Authorization || h.authorization || '');
+    return /^Bearer\s+\S+$/.test(auth) && auth.indexOf('<') < 0;
+  }
+  var fetcher = function (params, opts) {
+    if (hasToken(opts)) {
+      return base(params, opts);
+    }
+    if (params && params.operationName === 'IntrospectionQuery') {
+      return new Promise(function () {});
+    }
+    return Promise.resolve({
+      errors: [{ message: 'Paste your token into the Headers tab first: {"Authorization": "Bearer <token>"}' }],
+    });
+  };
   var root = ReactDOM.createRoot(document.getElementById('graphiql'));
   root.render(
     React.createElement(GraphiQL, {

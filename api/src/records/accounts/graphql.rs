@@ -12,6 +12,7 @@ use crate::graphql::loaders::{
     Capped, ExternalIdsOf, LeadsOfAccount, OpportunitiesOfAccount, UserById,
 };
 use crate::pagination::PageRequest;
+use crate::records::common::search_term;
 use crate::records::common::{money_to_units, units_to_money};
 use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::Lead;
@@ -174,7 +175,7 @@ impl AccountsQuery {
             statuses: f.status.unwrap_or_default(),
             owner_ids: parse_ids(&f.owner_id.unwrap_or_default(), "ownerId")?,
             is_target: f.is_target,
-            search: f.search,
+            search: search_term(f.search)?,
             created_at: f.created_at.map(Into::into).unwrap_or_default(),
         };
         let (order, desc) = match order_by {

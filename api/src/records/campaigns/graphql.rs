@@ -4,6 +4,7 @@ use crate::graphql::connection::{Conn, connection};
 use crate::graphql::context::{db, parse_id, parse_ids, require, settings};
 use crate::graphql::inputs::{OrderDirection, TimeRangeInput};
 use crate::pagination::PageRequest;
+use crate::records::common::search_term;
 use crate::records::common::{money_to_units, units_to_money};
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
@@ -97,7 +98,7 @@ impl CampaignsQuery {
             ids: parse_ids(&f.id.unwrap_or_default(), "id")?,
             channels: f.channel.unwrap_or_default(),
             kinds: f.kind.unwrap_or_default(),
-            search: f.search,
+            search: search_term(f.search)?,
             starts_at: f.starts_at.map(Into::into).unwrap_or_default(),
         };
         let (order, desc) = match order_by {
@@ -141,7 +142,7 @@ pub struct CampaignInput {
     pub name: String,
     pub channel: Channel,
     pub kind: CampaignKind,
-    /// Money in the deployment currency (default 0).
+    /// Money in the deployment currency (default 0), at most 9,000,000 (so that every sum a metric makes stays exact at 100 million records).
     pub cost: Option<Decimal>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,

@@ -1,4 +1,4 @@
-use super::service::{self, Conversion, LeadFields, LeadFilter, LeadOrder};
+use super::service::{self, Conversion, LeadFields, LeadFilter, LeadOrder, SearchPersonal};
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
@@ -17,6 +17,7 @@ use crate::graphql::loaders::{
 use crate::pagination::PageRequest;
 use crate::records::accounts::graphql::Account;
 use crate::records::campaigns::graphql::Campaign;
+use crate::records::common::search_term;
 use crate::records::common::{check_currency, money_to_units};
 use crate::records::external_ids::ExternalRef;
 use crate::records::opportunities::graphql::Opportunity;
@@ -25,7 +26,7 @@ use crate::records::teams::graphql::Team;
 use crate::records::users::graphql::User;
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
-use entity::enums::{Channel, LeadStage, RecordKind, Segment, SourcedBy};
+use entity::enums::{Channel, LeadStage, RecordKind, Role, Segment, SourcedBy};
 use entity::{lead, stage_change, touchpoint};
 use rust_decimal::Decimal;
 
@@ -175,9 +176,15 @@ impl StageChange {
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
     }
-    /// The token subject that made the change.
-    async fn actor(&self) -> &str {
-        &self.0.actor
+    /// The token subject that made the change; for callers that do not see
+    /// personal data, the acting user's id instead (a subject may be an
+    /// e-mail address).
+    async fn actor(&self, ctx: &Context<'_>) -> Result<String> {
+        let c = caller(ctx)?;
+        Ok(match self.0.actor_user_id {
+            Some(user) if !c.sees_personal_data("") => user.to_string(),
+            _ => self.0.actor.clone(),
+        })
     }
     /// The user that made the change, when a user did.
     async fn actor_user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
@@ -277,9 +284,14 @@ impl LeadsQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Conn<Lead>> {
-        require(ctx, READERS, "read leads")?;
+        let caller = require(ctx, READERS, "read leads")?;
         let f = filter.unwrap_or_default();
         let filter = LeadFilter {
+            search_personal: match caller.role {
+                Role::Admin | Role::Revops | Role::Member => SearchPersonal::All,
+                Role::Viewer => SearchPersonal::None,
+                Role::Integration => SearchPersonal::CreatedBy(caller.subject.clone()),
+            },
             ids: parse_ids(&f.id.unwrap_or_default(), "id")?,
             stages: f.stage.unwrap_or_default(),
             sources: f.source.unwrap_or_default(),
@@ -289,7 +301,7 @@ impl LeadsQuery {
             campaign_ids: parse_ids(&f.campaign_id.unwrap_or_default(), "campaignId")?,
             team_ids: parse_ids(&f.team_id.unwrap_or_default(), "teamId")?,
             created_at: f.created_at.map(Into::into).unwrap_or_default(),
-            search: f.search,
+            search: search_term(f.search)?,
         };
         let (order, desc) = match order_by {
             Some(o) => (
@@ -405,6 +417,7 @@ pub struct ConvertLeadOpportunityInput {
     pub name: String,
     /// Default: the lead's account.
     pub account_id: Option<ID>,
+    /// Money, at least 0 and at most 9,000,000 (so that every sum a metric makes stays exact at 100 million records).
     pub amount: Decimal,
     /// Default: the deployment currency (the only one accepted).
     pub currency: Option<String>,

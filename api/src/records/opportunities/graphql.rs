@@ -16,6 +16,7 @@ use crate::graphql::loaders::{
 };
 use crate::pagination::PageRequest;
 use crate::records::accounts::graphql::Account;
+use crate::records::common::search_term;
 use crate::records::common::{check_currency, money_to_units, units_to_money};
 use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::{Lead, StageChange};
@@ -166,7 +167,7 @@ impl OpportunitiesQuery {
             campaign_ids: parse_ids(&f.campaign_id.unwrap_or_default(), "campaignId")?,
             created_at: f.created_at.map(Into::into).unwrap_or_default(),
             closed_at: f.closed_at.map(Into::into).unwrap_or_default(),
-            search: f.search,
+            search: search_term(f.search)?,
         };
         let (order, desc) = match order_by {
             Some(o) => (
@@ -226,7 +227,7 @@ pub struct OpportunityInput {
     /// The originating lead.
     pub lead_id: Option<ID>,
     pub owner_id: Option<ID>,
-    /// Money, at least 0, in `currency`.
+    /// Money, at least 0, in `currency`; at most 9,000,000 (so that every sum a metric makes stays exact at 100 million records).
     pub amount: Decimal,
     /// ISO 4217; default the deployment currency (the only one accepted).
     pub currency: Option<String>,
@@ -299,6 +300,7 @@ pub struct UpdateOpportunityInput {
     pub name: Option<String>,
     pub account_id: Option<ID>,
     pub owner_id: MaybeUndefined<ID>,
+    /// Money, at least 0 and at most 9,000,000 (so that every sum a metric makes stays exact at 100 million records).
     pub amount: Option<Decimal>,
     pub expected_close_date: MaybeUndefined<NaiveDate>,
     pub sourced_by: Option<SourcedBy>,
