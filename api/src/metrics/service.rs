@@ -229,15 +229,26 @@ fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter) {
             "(SELECT MIN(sc.at) FROM stage_changes sc WHERE sc.to_stage = '{stage}' AND sc.lead_id = l.id)"
         )
     };
+    // The lead keeps the first entry into each stage "or a later one"; when
+    // that is strictly before the first entry into a later one (or there is
+    // none), it was an entry into the stage itself, and the first. Only the
+    // other leads (they skipped the stage, or came back to it) read the
+    // history, by `ix_stage_changes_to_stage`.
+    let itself = |col: &str, later: &str, stage: &str| {
+        format!(
+            "CASE WHEN l.{later} IS NULL OR l.{col} < l.{later} THEN l.{col} ELSE {} END",
+            first(stage)
+        )
+    };
     q.push(&format!(
         "WITH reach AS (SELECT {} AS t1, {} AS t2, {} AS t3, {} AS t4, l.converted_at AS t5, \
          o.closed_at AS t6 FROM leads l \
          LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id AND o.stage = 'CLOSED_WON' \
          WHERE l.created_at >= ",
         first("INQUIRY"),
-        first("MQL"),
-        first("SAL"),
-        first("SQL"),
+        itself("mql_at", "sal_at", "MQL"),
+        itself("sal_at", "sql_at", "SAL"),
+        itself("sql_at", "converted_at", "SQL"),
     ))
     .bind(p.from)
     .push(" AND l.created_at < ")
