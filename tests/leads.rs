@@ -442,6 +442,7 @@ db_test!(
                 sal_at: Set(None),
                 sql_at: Set(None),
                 converted_at: Set(None),
+                inquiry_at: Set(Some(now)),
                 created_by: Set("t".into()),
                 created_at: Set(now),
                 updated_at: Set(now),

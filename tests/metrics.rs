@@ -133,6 +133,10 @@ impl Data<'_> {
             sal_at: Set(entry(3)),
             sql_at: Set(entry(4)),
             converted_at: Set(entry(5)),
+            inquiry_at: Set(history
+                .iter()
+                .find(|(s, _)| *s == "INQUIRY")
+                .map(|(_, at)| *at)),
             created_by: Set("t".into()),
             created_at: Set(created),
             updated_at: Set(created),

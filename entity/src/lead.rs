@@ -31,6 +31,9 @@ pub struct Model {
     pub sql_at: Option<DateTimeUtc>,
     /// When the lead was converted.
     pub converted_at: Option<DateTimeUtc>,
+    /// First time the lead entered INQUIRY itself (its creation, for a lead
+    /// created at INQUIRY): the start of the funnel's first timed step.
+    pub inquiry_at: Option<DateTimeUtc>,
     /// Subject of the caller that created the record.
     pub created_by: String,
     pub created_at: DateTimeUtc,

@@ -522,6 +522,8 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
                 sal_at: Set(entry[1]),
                 sql_at: Set(entry[2]),
                 converted_at: Set(entry[3]),
+                // Every seeded lead is created at INQUIRY.
+                inquiry_at: Set(Some(created_at)),
                 created_by: Set("seed".into()),
                 created_at: Set(created_at),
                 updated_at: Set(created_at),

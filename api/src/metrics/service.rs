@@ -216,8 +216,9 @@ pub struct Funnel {
 }
 
 /// The leads created in the period that became MQL, with the first time each
-/// entered each stage *itself* (t1 INQUIRY … t4 SQL from the stage history,
-/// t5 OPPORTUNITY at conversion) and t6 WON: what the funnel's medians read.
+/// entered each stage *itself* (t1 INQUIRY kept on the lead, t2 MQL … t4 SQL
+/// from the lead's first-entry times or its history, t5 OPPORTUNITY at
+/// conversion) and t6 WON: what the funnel's medians read.
 /// A lead is timed for a step only when it entered both stages themselves
 /// (a lead created at MQL has no INQUIRY → MQL time; one that skipped SAL
 /// adds nothing to MQL → SAL nor SAL → SQL), and the next stage no earlier
@@ -245,7 +246,7 @@ fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter) {
          o.closed_at AS t6 FROM leads l \
          LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id AND o.stage = 'CLOSED_WON' \
          WHERE l.created_at >= ",
-        first("INQUIRY"),
+        "l.inquiry_at",
         itself("mql_at", "sal_at", "MQL"),
         itself("sal_at", "sql_at", "SAL"),
         itself("sql_at", "converted_at", "SQL"),

@@ -259,6 +259,16 @@ fn apply(am: &mut lead::ActiveModel, f: &LeadFields) -> AppResult<()> {
 /// main-path stage") in step with a stage reached at `at`. An imported
 /// history may arrive out of order, so an earlier entry replaces a later one.
 fn note_entry(am: &mut lead::ActiveModel, to: LeadStage, at: DateTime<Utc>) {
+    // INQUIRY itself (the funnel's first timed step starts there).
+    if to == LeadStage::Inquiry {
+        let replace = match am.inquiry_at.try_as_ref() {
+            Some(Some(current)) => at < *current,
+            _ => true,
+        };
+        if replace {
+            am.inquiry_at = Set(Some(at));
+        }
+    }
     let rank = to.rank().unwrap_or(0);
     for (min_rank, col) in [
         (2, &mut am.mql_at),
@@ -350,6 +360,7 @@ pub async fn create_in(w: &mut Work, actor: &Actor, fields: LeadFields) -> AppRe
         sal_at: Set(None),
         sql_at: Set(None),
         converted_at: Set(None),
+        inquiry_at: Set(None),
         created_by: Set(actor.subject.clone()),
         created_at: Set(at),
         updated_at: Set(at),
