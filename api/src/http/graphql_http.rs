@@ -270,6 +270,12 @@ async fn execute(
             });
         }
     };
+    if let Some(reason) = super::hostile::enum_as_string(&doc) {
+        return Ok(Executed {
+            body: error_body(&reason, ErrorCode::BadUserInput),
+            request_error: true,
+        });
+    }
     if get
         && selected_operation(&doc, params.operation_name.as_deref())
             .is_some_and(|op| op.ty == OperationType::Mutation)
