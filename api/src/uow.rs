@@ -432,7 +432,10 @@ impl Work {
             .order_by_asc(handoff::Column::Id)
             .limit(limit);
         if self.is_postgres() {
-            q = q.lock_with_behavior(LockType::Update, sea_orm::sea_query::LockBehavior::SkipLocked);
+            q = q.lock_with_behavior(
+                LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            );
         }
         Ok(q.all(&self.txn).await?.into_iter().map(Locked).collect())
     }

@@ -100,7 +100,12 @@ string_enum!(
     HandoffStatus { Pending, Accepted, Rejected, Expired }
 );
 string_enum!(
-    /// Why a hand-off was rejected.
+    /// Why a hand-off was rejected, and what rejecting a lead's hand-off
+    /// does to the lead: BAD_FIT, DUPLICATE and WRONG_CONTACT move it to
+    /// DISQUALIFIED (no fit at all); NO_BUDGET, NO_RESPONSE, NOT_READY and
+    /// OTHER move it to RECYCLED (back to nurture). A converted lead, or one
+    /// already at that stage, stays where it is; an opportunity's stage
+    /// never changes.
     HandoffReason { BadFit, NoBudget, Duplicate, WrongContact, NoResponse, NotReady, Other }
 );
 string_enum!(

@@ -179,6 +179,9 @@ pub type AccountById = ById<entity::account::Entity>;
 pub type CampaignById = ById<entity::campaign::Entity>;
 pub type LeadById = ById<entity::lead::Entity>;
 pub type OpportunityById = ById<entity::opportunity::Entity>;
+pub type SlaPolicyById = ById<entity::sla_policy::Entity>;
+pub type HandoffsOfLead = GroupedBy<entity::handoff::Entity, ByLead>;
+pub type HandoffsOfOpportunity = GroupedBy<entity::handoff::Entity, ByOpportunity>;
 pub type TouchpointsOfLead = GroupedBy<entity::touchpoint::Entity, ByLead>;
 pub type StageHistoryOfLead = GroupedBy<entity::stage_change::Entity, ByLead>;
 pub type StageHistoryOfOpportunity = GroupedBy<entity::stage_change::Entity, ByOpportunity>;
@@ -206,6 +209,25 @@ pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: 
         delay,
     ));
     data.insert(dl::<ExternalIdsOf, _>(ExternalIdsOf(db.clone()), delay));
+    data.insert(dl::<SlaPolicyById, _>(ById(db.clone(), PhantomData), delay));
+    data.insert(dl::<HandoffsOfLead, _>(
+        GroupedBy {
+            db: db.clone(),
+            fk: entity::handoff::Column::LeadId,
+            order: entity::handoff::Column::HandedAt,
+            _tag: PhantomData,
+        },
+        delay,
+    ));
+    data.insert(dl::<HandoffsOfOpportunity, _>(
+        GroupedBy {
+            db: db.clone(),
+            fk: entity::handoff::Column::OpportunityId,
+            order: entity::handoff::Column::HandedAt,
+            _tag: PhantomData,
+        },
+        delay,
+    ));
     data.insert(dl::<TouchpointsOfLead, _>(
         GroupedBy {
             db: db.clone(),

@@ -22,6 +22,7 @@ pub struct Query(
     records::campaigns::graphql::CampaignsQuery,
     records::leads::graphql::LeadsQuery,
     records::opportunities::graphql::OpportunitiesQuery,
+    records::handoffs::graphql::HandoffsQuery,
     crate::metrics::graphql::MetricsQuery,
     crate::jobs::graphql::JobsQuery,
 );
@@ -34,6 +35,7 @@ pub struct Mutation(
     records::campaigns::graphql::CampaignsMutation,
     records::leads::graphql::LeadsMutation,
     records::opportunities::graphql::OpportunitiesMutation,
+    records::handoffs::graphql::HandoffsMutation,
 );
 
 pub type LockstepSchema = Schema<Query, Mutation, EmptySubscription>;

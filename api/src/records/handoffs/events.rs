@@ -56,7 +56,10 @@ pub fn key(db: &DatabaseConnection) -> String {
 }
 
 /// Inside a committing PostgreSQL transaction: one notification per hand-off.
-pub async fn notify(txn: &DatabaseTransaction, events: &[handoff::Model]) -> Result<(), sea_orm::DbErr> {
+pub async fn notify(
+    txn: &DatabaseTransaction,
+    events: &[handoff::Model],
+) -> Result<(), sea_orm::DbErr> {
     for h in events {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

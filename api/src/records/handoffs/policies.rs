@@ -66,7 +66,13 @@ pub async fn for_route(
 }
 
 fn join<T: Copy>(values: &[T], name: impl Fn(T) -> String) -> Option<String> {
-    (!values.is_empty()).then(|| values.iter().map(|v| name(*v)).collect::<Vec<_>>().join(","))
+    (!values.is_empty()).then(|| {
+        values
+            .iter()
+            .map(|v| name(*v))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }
 
 /// The segments a policy's criteria name (empty: any).
@@ -191,7 +197,10 @@ pub async fn create(db: &DatabaseConnection, fields: PolicyFields) -> AppResult<
         for (ok, field) in [
             (fields.name.is_some(), "name"),
             (fields.period.is_some(), "period"),
-            (fields.qualified_lead_target.is_some(), "qualifiedLeadTarget"),
+            (
+                fields.qualified_lead_target.is_some(),
+                "qualifiedLeadTarget",
+            ),
             (fields.response_hours.is_some(), "responseHours"),
         ] {
             if !ok {
@@ -233,10 +242,7 @@ pub async fn update(
     uow::run(db, |mut w| async move {
         let current = get(w.db(), id).await?;
         if current.archived_at.is_some() {
-            return Err(AppError::conflict(
-                Some("id"),
-                "the SLA policy is archived",
-            ));
+            return Err(AppError::conflict(Some("id"), "the SLA policy is archived"));
         }
         let from = fields.from_team_id.unwrap_or(current.from_team_id);
         let to = fields.to_team_id.unwrap_or(current.to_team_id);

@@ -205,12 +205,19 @@ async fn pending_of(
 }
 
 /// A hand-off's `dueAt` under a policy.
-pub fn due_at(handed_at: DateTime<Utc>, policy: Option<&sla_policy::Model>) -> Option<DateTime<Utc>> {
+pub fn due_at(
+    handed_at: DateTime<Utc>,
+    policy: Option<&sla_policy::Model>,
+) -> Option<DateTime<Utc>> {
     policy.map(|p| handed_at + Duration::hours(p.response_hours.into()))
 }
 
 /// Creates a hand-off (its own unit).
-pub async fn create(db: &DatabaseConnection, who: &Who, input: NewHandoff) -> AppResult<handoff::Model> {
+pub async fn create(
+    db: &DatabaseConnection,
+    who: &Who,
+    input: NewHandoff,
+) -> AppResult<handoff::Model> {
     let input = &input;
     uow::run(db, |mut w| async move {
         let created = create_in(&mut w, who, input.clone()).await?;
@@ -361,7 +368,11 @@ pub async fn create_in(w: &mut Work, who: &Who, input: NewHandoff) -> AppResult<
     if status == HandoffStatus::Pending
         && pending_of(w.db(), lead_id, opportunity_id).await?.is_some()
     {
-        let field = if lead_id.is_some() { "leadId" } else { "opportunityId" };
+        let field = if lead_id.is_some() {
+            "leadId"
+        } else {
+            "opportunityId"
+        };
         return Err(AppError::conflict(
             Some(field),
             "the record already has a PENDING hand-off",
@@ -523,7 +534,13 @@ async fn apply_effects(
             }
             leads::update_in(w, lead_id, fields).await?;
         }
-        (Some(lead_id), _, Answer::Reject { reason: Some(r), .. }) => {
+        (
+            Some(lead_id),
+            _,
+            Answer::Reject {
+                reason: Some(r), ..
+            },
+        ) => {
             let l = current_lead(w, lead_id).await?;
             let to = r.lead_stage();
             if l.stage != to && l.stage != LeadStage::Converted {
@@ -565,7 +582,10 @@ pub const EXPIRE_BATCH: u64 = 1_000;
 
 /// Marks the PENDING hand-offs due before `now` EXPIRED (its own unit);
 /// returns them. Idempotent: a second run finds nothing to do.
-pub async fn expire_due(db: &DatabaseConnection, at: DateTime<Utc>) -> AppResult<Vec<handoff::Model>> {
+pub async fn expire_due(
+    db: &DatabaseConnection,
+    at: DateTime<Utc>,
+) -> AppResult<Vec<handoff::Model>> {
     uow::run(db, |mut w| async move {
         let due = w.lock_due_handoffs(at, EXPIRE_BATCH).await?;
         let mut out = Vec::with_capacity(due.len());
