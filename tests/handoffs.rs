@@ -629,3 +629,126 @@ db_test!(
         }
     }
 );
+
+mod live {
+    //! The `handoffs` subscription over graphql-transport-ws.
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn connect(app: &TestApp, token: &str) -> Ws {
+        let mut req = format!("ws://{}/graphql", app.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        ws.send(Message::text(
+            json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}})
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+        ws
+    }
+
+    /// The next JSON message, or None when the socket closed; `wait` bounds it.
+    async fn next(ws: &mut Ws, wait: Duration) -> Option<Option<Value>> {
+        loop {
+            let msg = tokio::time::timeout(wait, ws.next()).await.ok()?;
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "ping" {
+                        continue;
+                    }
+                    return Some(Some(v));
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Some(None),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    db_test!(subscribers_see_handoffs_as_they_commit, |app| async move {
+        let w = world(app).await;
+        let mut ws = connect(app, &w.sdr_token).await;
+        let ack = next(&mut ws, Duration::from_secs(10))
+            .await
+            .flatten()
+            .unwrap();
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        ws.send(Message::text(
+            json!({"id": "1", "type": "subscribe", "payload": {
+                "query": "subscription($t: ID) { handoffs(toTeamId: $t) { id status toTeam { name } lead { stage owner { name } } } }",
+                "variables": {"t": w.sdr}
+            }})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+        // The subscription starts asynchronously: hand off leads until one is heard.
+        let started = Instant::now();
+        let mut seen = None;
+        for i in 0.. {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no hand-off heard"
+            );
+            let l = lead(
+                app,
+                json!({"email": format!("live{i}@x.io"), "stage": "MQL"}),
+            )
+            .await;
+            let resp = app
+                .gql(
+                    &w.mkt_token,
+                    HAND_OFF,
+                    json!({"i": {"leadId": l, "toTeamId": w.sdr}}),
+                )
+                .await;
+            data(&resp);
+            if let Some(Some(msg)) = next(&mut ws, Duration::from_millis(500)).await {
+                assert_eq!(msg["type"], "next", "{msg}");
+                seen = Some(msg["payload"]["data"]["handoffs"].clone());
+                break;
+            }
+        }
+        let h = seen.unwrap();
+        assert_eq!(h["status"], "PENDING");
+        assert_eq!(h["toTeam"]["name"], "SDR");
+        let id = h["id"].clone();
+        let resp = app.gql(&w.sdr_token, ACCEPT, json!({"id": id})).await;
+        data(&resp);
+        // The answer is heard too, with the lead as it stands after it.
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no answer heard"
+            );
+            let msg = next(&mut ws, Duration::from_secs(5)).await.flatten();
+            let Some(msg) = msg else { continue };
+            let h = &msg["payload"]["data"]["handoffs"];
+            if h["id"] == id && h["status"] == "ACCEPTED" {
+                assert_eq!(h["lead"]["stage"], "SAL");
+                assert_eq!(h["lead"]["owner"]["name"], "sam@x.io");
+                break;
+            }
+        }
+
+        // A bad token: the connection is refused, nothing is served.
+        let mut bad = connect(app, "not-a-token").await;
+        let reply = next(&mut bad, Duration::from_secs(10)).await.flatten();
+        assert!(
+            reply.as_ref().is_none_or(|r| r["type"] != "connection_ack"),
+            "{reply:?}"
+        );
+    });
+}

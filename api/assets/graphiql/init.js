@@ -16,7 +16,10 @@
     '}',
     '',
   ].join('\n');
-  var fetcher = GraphiQL.createFetcher({ url: '/graphql' });
+  // Subscriptions go over WebSocket to the same address (graphql-transport-ws);
+  // GraphiQL sends the Headers tab as the connection's init payload.
+  var ws = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql';
+  var fetcher = GraphiQL.createFetcher({ url: '/graphql', subscriptionUrl: ws });
   var root = ReactDOM.createRoot(document.getElementById('graphiql'));
   root.render(
     React.createElement(GraphiQL, {

@@ -302,3 +302,32 @@ impl Loader<(entity::enums::RecordKind, Uuid)> for ExternalIdsOf {
         Ok(out)
     }
 }
+
+/// Forgets what the loaders of a long-lived context (a subscription's
+/// connection) have cached, so that each event is answered fresh.
+pub fn clear_all(ctx: &async_graphql::Context<'_>) {
+    fn clear<L, K>(ctx: &async_graphql::Context<'_>)
+    where
+        L: Loader<K>,
+        K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    {
+        if let Some(loader) = ctx.data_opt::<DataLoader<L, HashMapCache>>() {
+            loader.clear::<K>();
+        }
+    }
+    clear::<TeamById, Uuid>(ctx);
+    clear::<UserById, Uuid>(ctx);
+    clear::<AccountById, Uuid>(ctx);
+    clear::<CampaignById, Uuid>(ctx);
+    clear::<LeadById, Uuid>(ctx);
+    clear::<OpportunityById, Uuid>(ctx);
+    clear::<SlaPolicyById, Uuid>(ctx);
+    clear::<ExternalIdsOf, (entity::enums::RecordKind, Uuid)>(ctx);
+    clear::<TouchpointsOfLead, Uuid>(ctx);
+    clear::<StageHistoryOfLead, Uuid>(ctx);
+    clear::<StageHistoryOfOpportunity, Uuid>(ctx);
+    clear::<HandoffsOfLead, Uuid>(ctx);
+    clear::<HandoffsOfOpportunity, Uuid>(ctx);
+    clear::<LeadsOfAccount, Capped>(ctx);
+    clear::<OpportunitiesOfAccount, Capped>(ctx);
+}

@@ -9,7 +9,7 @@ use crate::auth::Caller;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
 use crate::records;
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 use entity::enums::Role;
 use sea_orm::DatabaseConnection;
 
@@ -38,15 +38,22 @@ pub struct Mutation(
     records::handoffs::graphql::HandoffsMutation,
 );
 
-pub type LockstepSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(records::handoffs::graphql::HandoffsSubscription);
+
+pub type LockstepSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema with the configured limits. Per-request data (the
 /// caller, the loaders) is added by the HTTP handler.
 pub fn build_schema(config: &Config, db: Option<DatabaseConnection>) -> LockstepSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(config.max_depth)
-        .limit_complexity(config.max_complexity)
-        .limit_directives(50);
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(config.max_depth)
+    .limit_complexity(config.max_complexity)
+    .limit_directives(50);
     if !config.introspection {
         builder = builder.disable_introspection();
     }

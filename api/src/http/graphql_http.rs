@@ -227,6 +227,11 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
                 "authentication required: send Authorization: Bearer <token>".into(),
             )
         })?;
+    authenticate_bearer(state, raw).await
+}
+
+/// The caller of an `Authorization` value (`Bearer <token>`).
+pub(crate) async fn authenticate_bearer(state: &AppState, raw: &str) -> Result<Caller, AppError> {
     let token = raw
         .strip_prefix("Bearer ")
         .or_else(|| raw.strip_prefix("bearer "))

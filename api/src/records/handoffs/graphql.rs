@@ -552,3 +552,47 @@ impl HandoffsMutation {
         ))
     }
 }
+
+#[derive(Default)]
+pub struct HandoffsSubscription;
+
+#[async_graphql::Subscription]
+impl HandoffsSubscription {
+    /// Each hand-off created or answered (accepted, rejected, expired) from
+    /// now on, as it commits, on every replica (PostgreSQL `LISTEN/NOTIFY`;
+    /// within the process on SQLite). Optionally only those to a team or to
+    /// a user. Over WebSocket at `/graphql` (graphql-transport-ws), with the
+    /// token in `connection_init`'s `Authorization`; every role that reads
+    /// hand-offs may subscribe.
+    async fn handoffs<'a>(
+        &self,
+        ctx: &'a Context<'_>,
+        to_team_id: Option<ID>,
+        to_user_id: Option<ID>,
+    ) -> Result<impl futures_util::Stream<Item = Handoff> + 'a> {
+        require(ctx, READERS, "subscribe to hand-offs")?;
+        let team = opt_id(to_team_id, "toTeamId")?;
+        let user = opt_id(to_user_id, "toUserId")?;
+        let rx = super::events::subscribe(db(ctx)?).await;
+        Ok(futures_util::stream::unfold(rx, move |mut rx| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match rx.recv().await {
+                    Ok(h) => {
+                        if team.is_some_and(|t| t != h.to_team_id)
+                            || user.is_some_and(|u| Some(u) != h.to_user_id)
+                        {
+                            continue;
+                        }
+                        crate::graphql::loaders::clear_all(ctx);
+                        return Some((Handoff(h), rx));
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "a hand-off subscriber fell behind");
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }))
+    }
+}
