@@ -520,7 +520,8 @@ pub mod graphql {
             }
         }
         /// ROUTE only.
-        async fn from_team_id(&self) -> Option<ID> {
+        #[graphql(name = "fromTeamId")]
+        async fn sending_team_id(&self) -> Option<ID> {
             match self.key {
                 AuditKey::Route { from, .. } => Some(id(from)),
                 _ => None,
@@ -533,7 +534,8 @@ pub mod graphql {
                 _ => None,
             }
         }
-        async fn from_team(&self, ctx: &Context<'_>) -> Result<Option<Team>> {
+        #[graphql(name = "fromTeam")]
+        async fn sending_team(&self, ctx: &Context<'_>) -> Result<Option<Team>> {
             let key = match self.key {
                 AuditKey::Route { from, .. } => Some(from),
                 _ => None,

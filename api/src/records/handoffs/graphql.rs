@@ -38,7 +38,8 @@ impl Handoff {
             .await?
             .map(Opportunity))
     }
-    async fn from_team(&self, ctx: &Context<'_>) -> Result<Option<Team>> {
+    #[graphql(name = "fromTeam")]
+    async fn sending_team(&self, ctx: &Context<'_>) -> Result<Option<Team>> {
         Ok(load_one::<TeamById>(ctx, Some(self.0.from_team_id))
             .await?
             .map(Team))
@@ -49,7 +50,8 @@ impl Handoff {
             .map(Team))
     }
     /// The user who handed it off, when a user did.
-    async fn from_user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+    #[graphql(name = "fromUser")]
+    async fn sending_user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         Ok(load_one::<UserById>(ctx, self.0.from_user_id)
             .await?
             .map(User))
@@ -158,7 +160,8 @@ impl SlaPolicy {
     async fn name(&self) -> &str {
         &self.0.name
     }
-    async fn from_team(&self, ctx: &Context<'_>) -> Result<Option<Team>> {
+    #[graphql(name = "fromTeam")]
+    async fn sending_team(&self, ctx: &Context<'_>) -> Result<Option<Team>> {
         Ok(load_one::<TeamById>(ctx, Some(self.0.from_team_id))
             .await?
             .map(Team))
