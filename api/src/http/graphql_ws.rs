@@ -3,7 +3,8 @@
 //! `graphql-ws`). The token is checked as for queries: from the
 //! `connection_init` payload's `Authorization` (what GraphiQL sends from its
 //! Headers tab), or else the upgrade request's `Authorization` header; a
-//! connection without a valid one is closed.
+//! connection without a valid one is closed, and a subscription ends when
+//! the token it was opened with expires.
 
 use super::AppState;
 use super::graphql_http;
@@ -15,6 +16,11 @@ use axum::extract::{FromRequestParts, RawQuery, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
+
+/// When the token a WebSocket connection was opened with expires (Unix
+/// seconds): its subscriptions end then, with an UNAUTHENTICATED error.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenExpiry(pub u64);
 
 /// `GET /graphql`: a WebSocket upgrade for subscriptions, else a query or GraphiQL.
 pub async fn get_or_upgrade(State(state): State<AppState>, req: Request) -> Response {
@@ -56,11 +62,12 @@ pub async fn get_or_upgrade(State(state): State<AppState>, req: Request) -> Resp
                             "authentication required: send {\"Authorization\": \"Bearer <token>\"} in connection_init",
                         ));
                     };
-                    let caller = graphql_http::authenticate_bearer(&state, &raw)
+                    let (caller, exp) = graphql_http::authenticate_bearer_until(&state, &raw)
                         .await
                         .map_err(|e| async_graphql::Error::new(e.to_string()))?;
                     let mut data = Data::default();
                     data.insert(caller);
+                    data.insert(TokenExpiry(exp));
                     crate::graphql::loaders::register(
                         &mut data,
                         &state.db,

@@ -3,7 +3,7 @@
 
 mod graphiql;
 mod graphql_http;
-mod graphql_ws;
+pub mod graphql_ws;
 
 use crate::auth::JwtKeys;
 use crate::config::Config;

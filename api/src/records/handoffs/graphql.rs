@@ -572,30 +572,73 @@ impl HandoffsSubscription {
         ctx: &'a Context<'_>,
         to_team_id: Option<ID>,
         to_user_id: Option<ID>,
-    ) -> Result<impl futures_util::Stream<Item = Handoff> + 'a> {
-        require(ctx, READERS, "subscribe to hand-offs")?;
-        let team = opt_id(to_team_id, "toTeamId")?;
-        let user = opt_id(to_user_id, "toUserId")?;
-        let rx = super::events::subscribe(db(ctx)?).await;
-        Ok(futures_util::stream::unfold(rx, move |mut rx| async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                match rx.recv().await {
-                    Ok(h) => {
-                        if team.is_some_and(|t| t != h.to_team_id)
-                            || user.is_some_and(|u| Some(u) != h.to_user_id)
-                        {
-                            continue;
+    ) -> Result<impl futures_util::Stream<Item = Result<Handoff>> + 'a> {
+        require(ctx, READERS, "subscribe to hand-offs").map_err(coded)?;
+        let team = opt_id(to_team_id, "toTeamId").map_err(coded)?;
+        let user = opt_id(to_user_id, "toUserId").map_err(coded)?;
+        let expiry = ctx
+            .data_opt::<crate::http::graphql_ws::TokenExpiry>()
+            .map(|e| e.0);
+        let rx = super::events::subscribe(db(ctx).map_err(coded)?).await;
+        Ok(futures_util::stream::unfold(
+            Some(rx),
+            move |rx| async move {
+                use tokio::sync::broadcast::error::RecvError;
+                let mut rx = rx?;
+                loop {
+                    let event = match expiry {
+                        // Wait for the next event no longer than the token lives.
+                        Some(exp) => {
+                            let left = exp.saturating_sub(Utc::now().timestamp().max(0) as u64);
+                            match tokio::time::timeout(
+                                std::time::Duration::from_secs(left),
+                                rx.recv(),
+                            )
+                            .await
+                            {
+                                Ok(e) => e,
+                                Err(_) => {
+                                    let e = crate::error::AppError::Unauthenticated(
+                                        "the token expired: subscribe again with a fresh one"
+                                            .into(),
+                                    );
+                                    return Some((Err(coded(e)), None));
+                                }
+                            }
                         }
-                        crate::graphql::loaders::clear_all(ctx);
-                        return Some((Handoff(h), rx));
+                        None => rx.recv().await,
+                    };
+                    match event {
+                        Ok(h) => {
+                            if team.is_some_and(|t| t != h.to_team_id)
+                                || user.is_some_and(|u| Some(u) != h.to_user_id)
+                            {
+                                continue;
+                            }
+                            crate::graphql::loaders::clear_all(ctx);
+                            return Some((Ok(Handoff(h)), Some(rx)));
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(skipped = n, "a hand-off subscriber fell behind");
+                        }
+                        Err(RecvError::Closed) => return None,
                     }
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(skipped = n, "a hand-off subscriber fell behind");
-                    }
-                    Err(RecvError::Closed) => return None,
                 }
-            }
-        }))
+            },
+        ))
     }
+}
+
+/// An error with its `extensions.code` (and `field`), as the HTTP endpoint
+/// adds them, for errors sent over WebSocket.
+fn coded(e: crate::error::AppError) -> async_graphql::Error {
+    use async_graphql::ErrorExtensions;
+    let code = e.code().as_str();
+    let field = e.field().map(str::to_owned);
+    async_graphql::Error::new(e.to_string()).extend_with(|_, ext| {
+        ext.set("code", code);
+        if let Some(f) = &field {
+            ext.set("field", f.as_str());
+        }
+    })
 }
