@@ -752,3 +752,53 @@ mod live {
         );
     });
 }
+
+db_test!(
+    an_opportunity_handed_to_sales_gets_the_accepting_owner,
+    |app| async move {
+        let w = world(app).await;
+        let (_, sales_token) = user(app, "sid@x.io", &w.sales).await;
+        let resp = app
+            .admin(
+                "mutation { createAccount(input: {name: \"Acme\", domain: \"acme.io\"}) { id } }",
+                json!({}),
+            )
+            .await;
+        let acme = data(&resp)["createAccount"]["id"].clone();
+        let resp = app
+            .admin(
+                "mutation($i: OpportunityInput!) { createOpportunity(input: $i) { id } }",
+                json!({"i": {"name": "Big deal", "accountId": acme, "amount": "5000"}}),
+            )
+            .await;
+        let opp = data(&resp)["createOpportunity"]["id"].clone();
+        let resp = app
+            .gql(
+                &w.sdr_token,
+                HAND_OFF,
+                json!({"i": {"opportunityId": opp, "toTeamId": w.sales}}),
+            )
+            .await;
+        let h = data(&resp)["handOff"].clone();
+        assert!(h["dueAt"].is_null(), "no policy on this route: {h}");
+        assert!(h["lead"].is_null());
+        // The sending team may not answer its own hand-off; the receiving team may.
+        let resp = app.gql(&w.sdr_token, ACCEPT, json!({"id": h["id"]})).await;
+        assert_eq!(error_code(&resp), Some("FORBIDDEN"), "{resp}");
+        let resp = app.gql(&sales_token, ACCEPT, json!({"id": h["id"]})).await;
+        assert_eq!(data(&resp)["acceptHandoff"]["status"], "ACCEPTED");
+        let resp = app
+            .admin(
+                "query($id: ID!) { opportunity(id: $id) { stage owner { name } handoffs { status toTeam { name } } } }",
+                json!({"id": opp}),
+            )
+            .await;
+        let o = &data(&resp)["opportunity"];
+        assert_eq!(o["stage"], "DISCOVERY");
+        assert_eq!(o["owner"]["name"], "sid@x.io");
+        assert_eq!(
+            o["handoffs"],
+            json!([{"status": "ACCEPTED", "toTeam": {"name": "Sales"}}])
+        );
+    }
+);

@@ -34,15 +34,16 @@ fn buses() -> &'static Buses {
 
 /// Which database a connection writes to (events never cross databases).
 pub fn key(db: &DatabaseConnection) -> String {
-    match db.get_database_backend() {
-        DbBackend::Sqlite => format!(
+    use sea_orm::DatabaseConnectionType as Kind;
+    match &db.inner {
+        Kind::SqlxSqlitePoolConnection(_) => format!(
             "sqlite:{}",
             db.get_sqlite_connection_pool()
                 .connect_options()
                 .get_filename()
                 .display()
         ),
-        DbBackend::Postgres => {
+        Kind::SqlxPostgresPoolConnection(_) => {
             let o = db.get_postgres_connection_pool().connect_options();
             format!(
                 "postgres:{}:{}/{}",
@@ -93,7 +94,10 @@ pub async fn subscribe(db: &DatabaseConnection) -> broadcast::Receiver<handoff::
         return tx.subscribe();
     }
     let (tx, rx) = broadcast::channel(CAPACITY);
-    if db.get_database_backend() == DbBackend::Postgres {
+    if matches!(
+        db.inner,
+        sea_orm::DatabaseConnectionType::SqlxPostgresPoolConnection(_)
+    ) {
         let (ready_tx, ready_rx) = oneshot::channel();
         tokio::spawn(listen(db.clone(), key.clone(), tx.clone(), ready_tx));
         if ready_rx.await.is_err() {

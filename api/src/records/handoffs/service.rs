@@ -40,17 +40,6 @@ impl From<&Caller> for Who {
     }
 }
 
-impl Who {
-    /// The system itself (auto hand-offs of a policy, the expiry job).
-    pub fn system(actor: &Actor) -> Who {
-        Who {
-            actor: actor.clone(),
-            role: Role::Admin,
-            team_id: None,
-        }
-    }
-}
-
 /// A hand-off to create. The backfill fields (ADMIN and INTEGRATION only)
 /// record an imported hand-off as it was, without replaying its effects.
 #[derive(Debug, Clone, Default)]
@@ -625,9 +614,11 @@ pub async fn qualify_in(w: &mut Work, actor: &Actor, lead_id: Uuid) -> AppResult
     )
     .await?;
     if policy.auto_hand_off && pending_of(w.db(), Some(lead_id), None).await?.is_none() {
+        // Handed off by the policy, not by a user (the actor still signs it).
         let system = Who {
             actor: Actor {
                 may_backfill: false,
+                user_id: None,
                 ..actor.clone()
             },
             role: Role::Admin,
