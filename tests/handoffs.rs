@@ -576,6 +576,40 @@ db_test!(sla_compliance_and_audit_by_hand, |app| async move {
         by.contains(&(json!("NO_BUDGET"), json!(1), json!(1))),
         "{by:?}"
     );
+    // On PostgreSQL, the BI view agrees.
+    if app.backend == Backend::Postgres {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = app.db();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT CAST(COUNT(*) AS BIGINT) AS handed, \
+                 CAST(COUNT(*) FILTER (WHERE answered_in_time) AS BIGINT) AS in_time, \
+                 CAST(COUNT(*) FILTER (WHERE status = 'EXPIRED') AS BIGINT) AS expired, \
+                 CAST(COUNT(*) FILTER (WHERE accepted_to_opportunity) AS BIGINT) AS to_opp, \
+                 CAST(COUNT(*) FILTER (WHERE accepted_won) AS BIGINT) AS won, \
+                 CAST(SUM(response_hours) AS DOUBLE PRECISION) AS hours \
+                 FROM bi_handoffs WHERE from_team_name = 'Marketing' AND to_team_function = 'SALES_DEVELOPMENT'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n = |c: &str| row.try_get::<i64>("", c).unwrap();
+        assert_eq!(
+            [
+                n("handed"),
+                n("in_time"),
+                n("expired"),
+                n("to_opp"),
+                n("won")
+            ],
+            [5, 3, 1, 2, 1]
+        );
+        assert_eq!(
+            row.try_get::<f64>("", "hours").unwrap(),
+            24.0 + 6.0 + 12.0 + 48.0
+        );
+    }
     // Filters apply: no lead of these hand-offs is a partner's.
     let resp = app
             .admin(
