@@ -174,7 +174,11 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let config = Config::load()?;
             let keys = JwtKeys::from_config(&config)?;
-            println!("{}", keys.issue(role, &sub, ttl, team)?);
+            println!(
+                "{}",
+                keys.issue(role, &sub, ttl, team)
+                    .map_err(api::error::Failure)?
+            );
             Ok(())
         }
         Command::Bench {
@@ -187,7 +191,7 @@ async fn main() -> anyhow::Result<()> {
             only_writes,
         } => {
             init_tracing_with("warn");
-            let report = api::bench::run(api::bench::BenchOptions {
+            let report = tools::bench::run(tools::bench::BenchOptions {
                 database_url,
                 leads,
                 seed,
@@ -211,15 +215,16 @@ async fn main() -> anyhow::Result<()> {
             let db = api::db::connect(config.database_url(), Default::default()).await?;
             api::setup::migrate(&db).await?;
             let started = std::time::Instant::now();
-            let report = api::seed::seed(
+            let report = tools::seed::seed(
                 &db,
-                &api::seed::SeedOptions {
+                &tools::seed::SeedOptions {
                     leads,
                     seed,
                     progress: true,
                 },
             )
-            .await?;
+            .await
+            .map_err(api::error::Failure)?;
             eprintln!(
                 "seeded in {:.1}s: {report:?}",
                 started.elapsed().as_secs_f64()
@@ -247,9 +252,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bind = config.bind.clone();
     let demo = config.demo && config.database_url().starts_with("sqlite:");
     let mut app = App::build(config).await?;
-    if demo && api::seed::is_empty(&app.state.db).await? {
+    if demo
+        && tools::seed::is_empty(&app.state.db)
+            .await
+            .map_err(api::error::Failure)?
+    {
         tracing::info!("fresh embedded database: seeding demo data");
-        let report = api::seed::demo(&app.state.db).await?;
+        let report = tools::seed::demo(&app.state.db)
+            .await
+            .map_err(api::error::Failure)?;
         tracing::info!(
             leads = report.leads,
             opportunities = report.opportunities,
@@ -263,12 +274,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("listening on http://{addr}");
     println!("\n  Lockstep is running.\n  GraphiQL:  http://{addr}/graphql");
     if embedded && app.state.keys.generated_secret {
-        let token = app.state.keys.issue(
-            Role::Admin,
-            api::seed::DEMO_ADMIN_EMAIL,
-            Duration::from_secs(8 * 3600),
-            None,
-        )?;
+        let token = app
+            .state
+            .keys
+            .issue(
+                Role::Admin,
+                tools::seed::DEMO_ADMIN_EMAIL,
+                Duration::from_secs(8 * 3600),
+                None,
+            )
+            .map_err(api::error::Failure)?;
         println!("  Paste this into GraphiQL's Headers tab (an ADMIN token, valid 8 hours):\n");
         println!("  {{\"Authorization\": \"Bearer {token}\"}}\n");
         println!("  More tokens: cargo run --release -- token --role VIEWER --sub bi-tool\n");
@@ -291,7 +306,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // However serving ended, the runner stops too (finishing or releasing its jobs).
     shutdown.cancel();
     if let Some(runner) = runner {
-        runner.await.context("job runner task")??;
+        runner
+            .await
+            .context("job runner task")?
+            .map_err(api::error::Failure)?;
     }
     served?;
     tracing::info!("shut down cleanly");
@@ -308,7 +326,7 @@ async fn worker(database_url: Option<String>) -> anyhow::Result<()> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let runner = Runner::from_config(db.clone(), &config);
     tracing::info!(runner = runner.id(), "worker started");
-    runner.run(shutdown).await?;
+    runner.run(shutdown).await.map_err(api::error::Failure)?;
     db.close().await?;
     tracing::info!("shut down cleanly");
     Ok(())

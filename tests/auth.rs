@@ -283,3 +283,16 @@ db_test!(every_role_gets_exactly_its_operations, |app| async move {
         }
     }
 });
+
+db_test!(a_token_missing_a_claim_says_which, |app| async move {
+    for claim in ["exp", "iss", "aud"] {
+        let token = hs256(SECRET, &claims(json!({ claim: null })), None);
+        let (status, body) = status_and_body(app, Some(&token)).await;
+        assert_eq!(status, 401, "{claim}: {body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("`{claim}`")),
+            "{claim}: {message}"
+        );
+    }
+});

@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod concurrency;
 mod handoffs;
+mod hostile;
 mod http;
 mod jobs;
 mod leads;

@@ -7,7 +7,6 @@
 
 use crate::db_test;
 use crate::harness::*;
-use api::seed::{SeedOptions, anchor, seed};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use entity::enums::*;
 use entity::{account, campaign, lead, opportunity, stage_change, touchpoint, user};
@@ -16,6 +15,7 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use tools::seed::{SeedOptions, anchor, seed};
 use uuid::Uuid;
 
 /// All the rows, as plain Rust values.

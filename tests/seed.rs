@@ -32,19 +32,19 @@ async fn fingerprint(app: &TestApp) -> Vec<String> {
 }
 
 db_test!(the_same_seed_gives_the_same_data, |app| async move {
-    let opts = api::seed::SeedOptions {
+    let opts = tools::seed::SeedOptions {
         leads: 400,
         seed: 7,
         progress: false,
     };
-    let report = api::seed::seed(app.db(), &opts).await.unwrap();
+    let report = tools::seed::seed(app.db(), &opts).await.unwrap();
     assert_eq!(report.leads, 400);
     assert!(
         report.touchpoints > 600 && report.touchpoints < 2000,
         "about three touches a lead: {report:?}"
     );
     let other = TestApp::spawn(app.backend).await;
-    api::seed::seed(other.db(), &opts).await.unwrap();
+    tools::seed::seed(other.db(), &opts).await.unwrap();
     assert_eq!(fingerprint(app).await, fingerprint(&other).await);
     other.cleanup().await;
     // Every lead's stage is its last stage change; conversions link both ways.
@@ -70,8 +70,8 @@ db_test!(the_same_seed_gives_the_same_data, |app| async move {
 });
 
 db_test!(demo_data_names_the_banner_admin, |app| async move {
-    api::seed::demo(app.db()).await.unwrap();
-    let token = app.token(entity::enums::Role::Admin, api::seed::DEMO_ADMIN_EMAIL);
+    tools::seed::demo(app.db()).await.unwrap();
+    let token = app.token(entity::enums::Role::Admin, tools::seed::DEMO_ADMIN_EMAIL);
     let resp = app
         .gql(
             &token,
@@ -83,5 +83,5 @@ db_test!(demo_data_names_the_banner_admin, |app| async move {
     assert_eq!(d["me"]["user"]["role"], "ADMIN");
     assert!(d["leads"]["totalCount"].as_i64().unwrap() > 100);
     assert!(d["opportunities"]["totalCount"].as_i64().unwrap() > 10);
-    assert!(!api::seed::is_empty(app.db()).await.unwrap());
+    assert!(!tools::seed::is_empty(app.db()).await.unwrap());
 });

@@ -1,6 +1,7 @@
 //! One error type for the whole API. Every error reaching a client carries a
 //! stable `extensions.code`; internal errors are logged and masked.
 
+use async_graphql::ErrorExtensions;
 use sea_orm::{DbErr, SqlErr};
 
 /// The stable codes clients can branch on.
@@ -27,26 +28,76 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// An error of the API, with its stable code.
+///
+/// It deliberately does not implement `Display` (nor `std::error::Error`):
+/// async-graphql turns any displayable error into a GraphQL error without
+/// extensions, so this type converts through its own `From` instead, which
+/// attaches `extensions.code` (and `field`) right where the error becomes a
+/// GraphQL error ([`ErrorExtensions`]), logs an internal error's cause and
+/// masks it. Use [`AppError::message`] for text.
+#[derive(Debug)]
 pub enum AppError {
-    #[error("{0}")]
     Unauthenticated(String),
-    #[error("{0}")]
     Forbidden(String),
-    #[error("{0} not found")]
     NotFound(String),
-    #[error("{message}")]
     BadInput {
         field: Option<String>,
         message: String,
     },
-    #[error("{message}")]
     Conflict {
         field: Option<String>,
         message: String,
     },
-    #[error("internal error")]
-    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    /// What a client reads (an internal error's cause is never shown).
+    pub fn message(&self) -> String {
+        match self {
+            AppError::Unauthenticated(m) | AppError::Forbidden(m) => m.clone(),
+            AppError::NotFound(what) => format!("{what} not found"),
+            AppError::BadInput { message, .. } | AppError::Conflict { message, .. } => {
+                message.clone()
+            }
+            AppError::Internal(_) => "internal error".to_owned(),
+        }
+    }
+
+    /// The message with an internal error's cause, for logs.
+    pub fn detail(&self) -> String {
+        match self {
+            AppError::Internal(cause) => format!("internal error: {cause}"),
+            other => other.message(),
+        }
+    }
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        if let AppError::Internal(cause) = self {
+            tracing::error!(error = %cause, "internal error");
+        }
+        async_graphql::Error::new(self.message()).extend_with(|_, ext| {
+            ext.set("code", self.code().as_str());
+            if let Some(field) = self.field() {
+                ext.set("field", field);
+            }
+        })
+    }
+}
+
+/// An `AppError` as a standard error, for the CLI and tools (`?` into
+/// `anyhow` or `Box<dyn Error>`): `AppResult::map_err(Failure)`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.detail())]
+pub struct Failure(pub AppError);
+
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> Self {
+        e.extend()
+    }
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -108,8 +159,8 @@ impl AppError {
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
         match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(detail)) => {
-                let field = unique_field(&detail);
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                let field = unique_field(&err).map(str::to_owned);
                 let message = match &field {
                     Some(f) => format!("a record with this {f} already exists"),
                     None => "a record with these values already exists".to_owned(),
@@ -124,49 +175,61 @@ impl From<DbErr> for AppError {
     }
 }
 
-/// Names the column of a unique violation from the driver's message:
-/// SQLite says `UNIQUE constraint failed: leads.email`, PostgreSQL names the
-/// constraint, `leads_email_key` (or one of our `ux_…` indexes).
-fn unique_field(detail: &str) -> Option<String> {
-    if let Some(rest) = detail.split("failed: ").nth(1) {
-        let first = rest.split(',').next()?.trim();
-        let column = first.rsplit('.').next()?;
-        return Some(to_camel(column));
+/// The database's own error under a SeaORM error, when there is one.
+pub fn database_error(e: &DbErr) -> Option<&(dyn sea_orm::sqlx::error::DatabaseError + 'static)> {
+    use sea_orm::RuntimeErr;
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(x))
+        | DbErr::Query(RuntimeErr::SqlxError(x))
+        | DbErr::Conn(RuntimeErr::SqlxError(x)) => x.as_database_error(),
+        _ => None,
     }
-    let constraint = detail.split('"').nth(1)?;
-    if constraint.starts_with("ux_external_ids") {
-        return Some("externalId".to_owned());
-    }
-    let trimmed = constraint.strip_suffix("_key").unwrap_or(constraint);
-    for table in [
-        "teams_",
-        "users_",
-        "accounts_",
-        "leads_",
-        "campaigns_",
-        "opportunities_",
-    ] {
-        if let Some(column) = trimmed.strip_prefix(table) {
-            return Some(to_camel(column));
-        }
-    }
-    None
 }
 
-fn to_camel(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = false;
-    for ch in snake.chars() {
-        if ch == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(ch.to_uppercase());
-            upper = false;
-        } else {
-            out.push(ch);
-        }
+/// The unique constraints, with the input field each guards: by name as
+/// PostgreSQL reports it, and by the first column SQLite names instead.
+const UNIQUE: [(&str, &str, &str); 9] = [
+    ("teams_name_key", "teams.name", "name"),
+    ("users_email_key", "users.email", "email"),
+    ("leads_email_key", "leads.email", "email"),
+    ("accounts_domain_key", "accounts.domain", "domain"),
+    (
+        "ux_external_ids_key",
+        "external_ids.record_kind",
+        "externalId",
+    ),
+    ("jobs_dedupe_key_key", "jobs.dedupe_key", "dedupeKey"),
+    // One PENDING hand-off per record, one active SLA policy per route.
+    ("ux_handoffs_pending_lead", "handoffs.lead_id", "leadId"),
+    (
+        "ux_handoffs_pending_opportunity",
+        "handoffs.opportunity_id",
+        "opportunityId",
+    ),
+    (
+        "ux_sla_policies_route",
+        "sla_policies.from_team_id",
+        "toTeamId",
+    ),
+];
+
+/// The input field of a unique violation, from the violated constraint.
+fn unique_field(err: &DbErr) -> Option<&'static str> {
+    let db = database_error(err)?;
+    if let Some(name) = db.constraint() {
+        return UNIQUE
+            .iter()
+            .find(|(constraint, _, _)| *constraint == name)
+            .map(|(_, _, field)| *field);
     }
-    out
+    // SQLite reports no constraint name, only `UNIQUE constraint failed:
+    // table.column, …`: the first column identifies the constraint.
+    let columns = db.message().split("failed: ").nth(1)?;
+    let first = columns.split(',').next()?.trim();
+    UNIQUE
+        .iter()
+        .find(|(_, column, _)| *column == first)
+        .map(|(_, _, field)| *field)
 }
 
 #[cfg(test)]
@@ -174,20 +237,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_the_field_of_unique_violations() {
+    fn codes_attach_where_an_app_error_becomes_a_graphql_error() {
+        let internal = async_graphql::Error::from(AppError::internal(std::io::Error::other(
+            "connection reset by 10.0.0.7:5432",
+        )));
+        assert_eq!(internal.message, "internal error");
+        let ext = serde_json::to_value(&internal.extensions).unwrap_or_default();
+        assert_eq!(ext["code"], "INTERNAL");
+        let bad = async_graphql::Error::from(AppError::bad_input("email", "`email` is required"));
+        let ext = serde_json::to_value(&bad.extensions).unwrap_or_default();
+        assert_eq!(bad.message, "`email` is required");
         assert_eq!(
-            unique_field("UNIQUE constraint failed: leads.email").as_deref(),
-            Some("email")
+            (ext["code"].as_str(), ext["field"].as_str()),
+            (Some("BAD_USER_INPUT"), Some("email"))
         );
-        assert_eq!(
-            unique_field("duplicate key value violates unique constraint \"accounts_domain_key\"")
-                .as_deref(),
-            Some("domain")
-        );
-        assert_eq!(
-            unique_field("UNIQUE constraint failed: external_ids.record_kind, external_ids.system")
-                .as_deref(),
-            Some("recordKind")
-        );
+    }
+
+    #[test]
+    fn unique_constraints_are_listed_once_with_their_table() {
+        for (i, (constraint, column, _)) in UNIQUE.iter().enumerate() {
+            let table = column.split('.').next().unwrap_or_default();
+            assert!(
+                constraint.starts_with(table) || constraint.starts_with(&format!("ux_{table}")),
+                "{constraint} is not on {table}"
+            );
+            assert!(UNIQUE[i + 1..].iter().all(|(c, _, _)| c != constraint));
+        }
     }
 }

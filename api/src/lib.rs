@@ -2,7 +2,6 @@
 //! the HTTP surface. `App::build` turns a `Config` into a ready router.
 
 pub mod auth;
-pub mod bench;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -12,7 +11,6 @@ pub mod jobs;
 pub mod metrics;
 pub mod pagination;
 pub mod records;
-pub mod seed;
 pub mod setup;
 pub mod uow;
 

@@ -112,6 +112,8 @@ pub struct Work {
     opportunities: BTreeSet<Uuid>,
     /// …or by account (every lead of these accounts).
     accounts: BTreeSet<Uuid>,
+    /// Leads locked but not changed (no snapshot).
+    held: BTreeSet<Uuid>,
     before: Contributions,
     /// Credits to rewrite: won opportunities by id, and of these leads.
     credit_opportunities: BTreeSet<Uuid>,
@@ -181,18 +183,9 @@ pub fn is_retryable(e: &AppError) -> bool {
 }
 
 fn sqlstate(e: &DbErr) -> Option<String> {
-    use sea_orm::RuntimeErr;
-    let runtime = match e {
-        DbErr::Exec(r) | DbErr::Query(r) | DbErr::Conn(r) => r,
-        _ => return None,
-    };
-    match runtime {
-        RuntimeErr::SqlxError(sqlx) => sqlx
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.into_owned()),
-        _ => None,
-    }
+    crate::error::database_error(e)
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
 }
 
 impl Work {
@@ -212,6 +205,7 @@ impl Work {
             leads: BTreeSet::new(),
             opportunities: BTreeSet::new(),
             accounts: BTreeSet::new(),
+            held: BTreeSet::new(),
             before: Contributions::default(),
             credit_opportunities: BTreeSet::new(),
             credit_leads: BTreeSet::new(),
@@ -328,6 +322,28 @@ impl Work {
             }
         }
         Ok(rows.into_iter().map(Locked).collect())
+    }
+
+    /// Locks a lead that this unit will not change (a touch is added to
+    /// it): no rollup snapshot, as its contribution stays the same; a later
+    /// `lock_lead` in the same unit takes one. NOT_FOUND when there is none.
+    pub async fn hold_lead(&mut self, id: Uuid) -> AppResult<()> {
+        if self.leads.contains(&id) || self.held.contains(&id) {
+            return Ok(());
+        }
+        self.enter(Phase::Leads)?;
+        let mut q = lead::Entity::find()
+            .select_only()
+            .column(lead::Column::Id)
+            .filter(lead::Column::Id.eq(id));
+        if self.is_postgres() {
+            q = q.lock(LockType::Update);
+        }
+        if q.into_tuple::<Uuid>().one(&self.txn).await?.is_none() {
+            return Err(AppError::not_found("lead"));
+        }
+        self.held.insert(id);
+        Ok(())
     }
 
     /// Locks one lead; NOT_FOUND when there is none.
@@ -555,7 +571,7 @@ impl Work {
             .lead_id
             .try_as_ref()
             .ok_or_else(|| AppError::internal(LockOrder("a touchpoint without its lead".into())))?;
-        self.lock_lead(lead_id).await?;
+        self.hold_lead(lead_id).await?;
         #[allow(clippy::disallowed_methods)]
         let created = am.insert(&self.txn).await?;
         self.credit_leads.insert(lead_id);

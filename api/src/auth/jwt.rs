@@ -15,10 +15,15 @@ use std::path::Path;
 pub struct Claims {
     pub sub: String,
     pub role: Role,
+    // Defaults only so that a token without them is reported as missing the
+    // claim (by the validation, which requires them) rather than malformed.
+    #[serde(default)]
     pub exp: u64,
     #[serde(default)]
     pub iat: u64,
+    #[serde(default)]
     pub iss: String,
+    #[serde(default)]
     pub aud: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
@@ -134,6 +139,9 @@ impl JwtKeys {
             .map(|data| data.claims)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
+                if let ErrorKind::MissingRequiredClaim(claim) = e.kind() {
+                    return unauth(&format!("missing the `{claim}` claim"));
+                }
                 let reason = match e.kind() {
                     ErrorKind::ExpiredSignature => "expired",
                     ErrorKind::ImmatureSignature => "not valid yet",
@@ -141,7 +149,6 @@ impl JwtKeys {
                     ErrorKind::InvalidAudience => "wrong audience",
                     ErrorKind::InvalidSignature => "bad signature",
                     ErrorKind::InvalidAlgorithm => "algorithm not allowed",
-                    ErrorKind::MissingRequiredClaim(_) => "missing claim",
                     _ => "malformed",
                 };
                 unauth(reason)

@@ -15,7 +15,20 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Loader errors are shared between every waiting field.
-pub type LoadError = Arc<AppError>;
+#[derive(Debug, Clone)]
+pub struct LoadError(pub Arc<AppError>);
+
+impl From<AppError> for LoadError {
+    fn from(e: AppError) -> Self {
+        LoadError(Arc::new(e))
+    }
+}
+
+impl From<LoadError> for async_graphql::Error {
+    fn from(e: LoadError) -> Self {
+        async_graphql::ErrorExtensions::extend(e.0.as_ref())
+    }
+}
 
 fn uuid_of<M: sea_orm::ModelTrait>(
     model: &M,
@@ -47,7 +60,7 @@ where
             .filter(col.is_in(keys.iter().copied()))
             .all(&self.0)
             .await
-            .map_err(|e| Arc::new(AppError::from(e)))?;
+            .map_err(|e| LoadError::from(AppError::from(e)))?;
         Ok(rows
             .into_iter()
             .filter_map(|m| uuid_of(&m, col).map(|id| (id, m)))
@@ -84,7 +97,7 @@ where
         let rows = select
             .all(&self.db)
             .await
-            .map_err(|e| Arc::new(AppError::from(e)))?;
+            .map_err(|e| LoadError::from(AppError::from(e)))?;
         let mut map: HashMap<Uuid, Vec<E::Model>> = HashMap::new();
         for row in rows {
             if let Some(key) = uuid_of(&row, self.fk) {
@@ -145,7 +158,7 @@ where
                 .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
                 .all(&self.db)
                 .await
-                .map_err(|e| Arc::new(AppError::from(e)))?;
+                .map_err(|e| LoadError::from(AppError::from(e)))?;
             for parent in &parents {
                 out.insert(
                     Capped {
@@ -294,7 +307,7 @@ impl Loader<(entity::enums::RecordKind, Uuid)> for ExternalIdsOf {
         for (kind, ids) in by_kind {
             let found = crate::records::external_ids::for_records(&self.0, kind, &ids)
                 .await
-                .map_err(Arc::new)?;
+                .map_err(LoadError::from)?;
             for (id, refs) in found {
                 out.insert((kind, id), refs);
             }

@@ -1,6 +1,7 @@
 //! `me`: who the caller is.
 
-use super::{caller, load_one, loaders::TeamById};
+use super::context::{caller, load_one};
+use super::loaders::TeamById;
 use crate::records::{teams::graphql::Team, users::graphql::User};
 use async_graphql::{Context, Object, Result, SimpleObject};
 use entity::enums::Role;

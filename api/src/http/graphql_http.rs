@@ -268,6 +268,13 @@ async fn execute(
     get: bool,
 ) -> Result<Executed, Response> {
     let started = Instant::now();
+    // Before anything recursive reads it (the parser, input coercion).
+    if let Some(reason) = super::hostile::refuse(&params.query, params.variables.as_ref()) {
+        return Ok(Executed {
+            body: error_body(&reason, ErrorCode::BadUserInput),
+            request_error: true,
+        });
+    }
     let doc = match async_graphql::parser::parse_query(&params.query) {
         Ok(doc) => doc,
         Err(e) => {
@@ -321,7 +328,9 @@ async fn execute(
                 }
                 cache_key = Some(key);
             }
-            Err(e) => tracing::warn!(error = %e, "metric cache skipped: data version unreadable"),
+            Err(e) => {
+                tracing::warn!(error = %e.detail(), "metric cache skipped: data version unreadable")
+            }
         }
     }
     let mut request = Request::new(params.query);
@@ -392,38 +401,25 @@ async fn execute(
 /// Serializes an error with its stable `extensions.code`; internal errors
 /// are logged and replaced by a generic message.
 fn error_json(mut err: ServerError) -> Json {
-    let app_error = err
-        .source::<AppError>()
-        .or_else(|| err.source::<std::sync::Arc<AppError>>().map(|a| a.as_ref()))
-        .map(|e| {
-            if let AppError::Internal(inner) = e {
-                tracing::error!(error = %inner, path = ?err.path, "internal error");
-            }
-            (e.code(), e.field().map(str::to_owned))
-        });
-    let (code, field) = match app_error {
-        Some((code, field)) => {
-            if code == ErrorCode::Internal {
-                err.message = "internal error".into();
-            }
-            (code, field)
-        }
-        None if err.source.is_some() => {
+    // Lockstep's own errors carry their code already: `AppError` becomes a
+    // GraphQL error through `ErrorExtensions`, where it is made.
+    let has_code = err
+        .extensions
+        .as_ref()
+        .is_some_and(|ext| ext.get("code").is_some());
+    if !has_code {
+        let code = if err.source.is_some() {
+            // Some other failure reached a resolver's `?`: log it, mask it.
             tracing::error!(message = %err.message, path = ?err.path, "internal error");
             err.message = "internal error".into();
-            (ErrorCode::Internal, None)
-        }
-        // Parse, validation, limit and argument-coercion errors: the client's input.
-        None => (ErrorCode::BadUserInput, None),
-    };
-    let ext = err
-        .extensions
-        .get_or_insert_with(ErrorExtensionValues::default);
-    if ext.get("code").is_none() {
-        ext.set("code", code.as_str());
-    }
-    if let Some(f) = field {
-        ext.set("field", f);
+            ErrorCode::Internal
+        } else {
+            // Parse, validation, limit and argument-coercion errors: the client's input.
+            ErrorCode::BadUserInput
+        };
+        err.extensions
+            .get_or_insert_with(ErrorExtensionValues::default)
+            .set("code", code.as_str());
     }
     serde_json::to_value(&err).unwrap_or_else(|_| error_body("internal error", ErrorCode::Internal))
 }
@@ -451,7 +447,7 @@ pub async fn get_handler(
     };
     let caller = match authenticate(&state, &headers).await {
         Ok(c) => c,
-        Err(e) => return unauthenticated(media, &e.to_string()),
+        Err(e) => return unauthenticated(media, &e.message()),
     };
     let params = match params_from_query_string(&raw) {
         Ok(p) => p,
@@ -488,7 +484,7 @@ pub async fn post_handler(
     }
     let caller = match authenticate(&state, &headers).await {
         Ok(c) => c,
-        Err(e) => return unauthenticated(media, &e.to_string()),
+        Err(e) => return unauthenticated(media, &e.message()),
     };
     let value: Json = match serde_json::from_slice(&body) {
         Ok(v) => v,

@@ -64,7 +64,7 @@ pub async fn get_or_upgrade(State(state): State<AppState>, req: Request) -> Resp
                     };
                     let (caller, exp) = graphql_http::authenticate_bearer_until(&state, &raw)
                         .await
-                        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+                        .map_err(async_graphql::Error::from)?;
                     let mut data = Data::default();
                     data.insert(caller);
                     data.insert(TokenExpiry(exp));

@@ -4,6 +4,7 @@
 mod graphiql;
 mod graphql_http;
 pub mod graphql_ws;
+mod hostile;
 
 use crate::auth::JwtKeys;
 use crate::config::Config;
@@ -107,11 +108,17 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(axum::middleware::map_response(too_large_as_json))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.request_timeout_secs),
         ))
-        .layer(TraceLayer::new_for_http());
+        .layer(TraceLayer::new_for_http())
+        // A panic anywhere in a request is an INTERNAL answer, never a
+        // dropped connection (outermost, so it also covers the layers).
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_as_internal,
+        ));
     if !config.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = config
             .cors_origins
@@ -133,6 +140,48 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The process is up.
+/// The answer to a request whose handling panicked: logged, then INTERNAL.
+fn panic_as_internal(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = what, "a request panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({
+            "errors": [{ "message": "internal error", "extensions": { "code": "INTERNAL" } }]
+        })),
+    )
+        .into_response()
+}
+
+/// A body over the limit answers 413 as a GraphQL-over-HTTP error with a
+/// code, like every other refusal (the limit layer itself answers text).
+async fn too_large_as_json(res: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return res;
+    }
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(serde_json::json!({
+            "errors": [{
+                "message": "the request body is larger than this server accepts",
+                "extensions": { "code": "BAD_USER_INPUT" }
+            }]
+        })),
+    )
+        .into_response()
+}
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
@@ -169,4 +218,31 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(serde_json::Value::Object(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_request_is_an_internal_json_answer() {
+        async fn boom() -> &'static str {
+            panic!("resolver bug")
+        }
+        let app = Router::new().route("/boom", get(boom)).layer(
+            tower_http::catch_panic::CatchPanicLayer::custom(panic_as_internal),
+        );
+        let req = axum::http::Request::get("/boom")
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        let res = app.oneshot(req).await.unwrap_or_else(|e| match e {});
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
+        assert_eq!(body["errors"][0]["message"], "internal error");
+    }
 }

@@ -3,9 +3,9 @@
 use super::service::{self, JobFilter, JobOrder};
 use crate::auth::ADMINS;
 use crate::graphql::connection::{Conn, connection};
-use crate::graphql::{db, require};
+use crate::graphql::context::{db, require};
+use crate::graphql::inputs::OrderDirection;
 use crate::pagination::PageRequest;
-use crate::records::OrderDirection;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::enums::JobStatus;

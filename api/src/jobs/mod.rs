@@ -66,7 +66,7 @@ impl From<AppError> for JobError {
     fn from(e: AppError) -> Self {
         match &e {
             AppError::Internal(source) => JobError(format!("internal error: {source}")),
-            _ => JobError(format!("{}: {e}", e.code().as_str())),
+            _ => JobError(format!("{}: {}", e.code().as_str(), e.message())),
         }
     }
 }

@@ -360,7 +360,7 @@ impl Runner {
 fn log_failure(what: &str, e: &AppError) {
     match e {
         AppError::Internal(source) => tracing::warn!(error = %source, "job runner: {what} failed"),
-        other => tracing::warn!(error = %other, "job runner: {what} failed"),
+        other => tracing::warn!(error = %other.message(), "job runner: {what} failed"),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::service::{self, GroupBy, Interval, MetricFilter, Model, Period, SeriesMetric};
 use crate::auth::READERS;
-use crate::graphql::{db, parse_id, parse_ids, require, settings};
+use crate::graphql::context::{db, parse_id, parse_ids, require, settings};
 use crate::records::common::units_to_money;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};

@@ -388,7 +388,7 @@ fn read_key(row: &QueryResult, group: AuditGroup) -> AppResult<AuditKey> {
 /// The GraphQL shapes of the hand-off metrics.
 pub mod graphql {
     use super::{AuditCounts, AuditGroup, AuditKey, SlaBucket};
-    use crate::graphql::load_one;
+    use crate::graphql::context::load_one;
     use crate::graphql::loaders::{TeamById, UserById};
     use crate::records::handoffs::graphql::Handoff;
     use crate::records::teams::graphql::Team;

@@ -108,14 +108,20 @@ fn insert_credits(q: &mut Sql, scope: &Won) {
 /// commit).
 pub async fn refresh_credits(db: &impl ConnectionTrait, scope: Won) -> AppResult<()> {
     let backend = db.get_database_backend();
+    // Only won opportunities have credits, and closed ones stay closed: with
+    // none in scope (a touch or an MQL entry of a lead not yet won, the
+    // usual case) there is nothing to rewrite. On PostgreSQL, writers of the
+    // same won opportunities take turns: the second one recomputes from what
+    // the first committed.
+    let mut won = Sql::new(backend);
+    won.push("SELECT o.id FROM opportunities o WHERE o.stage = 'CLOSED_WON'");
+    scope.condition(&mut won);
+    won.push(" ORDER BY o.id");
     if backend == DbBackend::Postgres {
-        // Writers of the same opportunities take turns: the second one
-        // recomputes from what the first committed.
-        let mut lock = Sql::new(backend);
-        lock.push("SELECT o.id FROM opportunities o WHERE 1 = 1");
-        scope.condition(&mut lock);
-        lock.push(" ORDER BY o.id FOR UPDATE");
-        db.query_all_raw(lock.statement()).await?;
+        won.push(" FOR UPDATE");
+    }
+    if db.query_all_raw(won.statement()).await?.is_empty() {
+        return Ok(());
     }
     let mut del = Sql::new(backend);
     del.push("DELETE FROM attribution_credits WHERE opportunity_id IN (SELECT o.id FROM opportunities o WHERE 1 = 1");

@@ -46,8 +46,42 @@ pub fn search_condition<C: ColumnTrait>(cols: &[C], term: &str) -> Condition {
     })
 }
 
+/// Longest `search` term a filter takes, in characters.
+pub const MAX_SEARCH: usize = 200;
+
+/// Refuses control characters (NUL among them: PostgreSQL cannot store it),
+/// except tab and line breaks where `free_text` allows them.
+pub fn check_chars(value: &str, field: &str, free_text: bool) -> AppResult<()> {
+    let bad = value
+        .chars()
+        .any(|c| c.is_control() && !(free_text && matches!(c, '\t' | '\n' | '\r')));
+    if bad {
+        return Err(AppError::bad_input(
+            field,
+            format!("`{field}` must not contain control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A filter's `search` term: trimmed, at most `MAX_SEARCH` characters, no
+/// control characters; blank means no search.
+pub fn search_term(raw: Option<String>) -> AppResult<Option<String>> {
+    let Some(raw) = raw else { return Ok(None) };
+    let term = raw.trim();
+    check_chars(term, "search", false)?;
+    if term.chars().count() > MAX_SEARCH {
+        return Err(AppError::bad_input(
+            "search",
+            format!("`search` must be at most {MAX_SEARCH} characters"),
+        ));
+    }
+    Ok((!term.is_empty()).then(|| term.to_owned()))
+}
+
 /// Lower-cases and checks an e-mail address.
 pub fn normalize_email(raw: &str, field: &str) -> AppResult<String> {
+    check_chars(raw.trim(), field, false)?;
     let email = raw.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
@@ -65,6 +99,7 @@ pub fn normalize_email(raw: &str, field: &str) -> AppResult<String> {
 
 /// Lower-cases and checks a domain name (a URL's scheme, `www.` and path are dropped).
 pub fn normalize_domain(raw: &str, field: &str) -> AppResult<String> {
+    check_chars(raw.trim(), field, false)?;
     let mut d = raw.trim().to_lowercase();
     for prefix in ["https://", "http://"] {
         if let Some(rest) = d.strip_prefix(prefix) {
@@ -132,6 +167,7 @@ pub fn email_domain(email: &str) -> Option<&str> {
 
 /// Checks a non-empty, trimmed name.
 pub fn required_text(raw: &str, field: &str) -> AppResult<String> {
+    check_chars(raw, field, true)?;
     let t = raw.trim();
     if t.is_empty() {
         return Err(AppError::bad_input(
@@ -195,11 +231,12 @@ pub fn money_to_units(amount: Decimal, currency: &str, field: &str) -> AppResult
             format!("`{field}` has more than {minor} decimals for {currency}"),
         ));
     }
-    (amount * Decimal::from(entity::money::UNITS_PER_WHOLE))
-        .trunc()
-        .to_string()
-        .parse::<i64>()
-        .map_err(|_| AppError::bad_input(field, format!("`{field}` is too large")))
+    // Checked: a 28-digit amount overflows the multiplication itself.
+    amount
+        .checked_mul(Decimal::from(entity::money::UNITS_PER_WHOLE))
+        .map(|units| units.trunc())
+        .and_then(|units| units.to_string().parse::<i64>().ok())
+        .ok_or_else(|| AppError::bad_input(field, format!("`{field}` is too large")))
 }
 
 /// Storage units → Decimal money with the currency's decimals.

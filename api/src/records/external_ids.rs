@@ -19,6 +19,8 @@ pub struct ExternalRef {
 impl ExternalRef {
     /// Trims and lower-cases the system name; both parts must be non-empty.
     pub fn normalized(system: &str, id: &str) -> AppResult<ExternalRef> {
+        crate::records::common::check_chars(system, "system", false)?;
+        crate::records::common::check_chars(id, "id", false)?;
         let system = system.trim().to_lowercase();
         let id = id.trim().to_owned();
         if system.is_empty() || system.len() > 64 {

@@ -2,22 +2,23 @@ use super::service::{self, AccountFields, AccountFilter, AccountOrder};
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::{
+    db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
+};
+use crate::graphql::inputs::{
+    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
+};
 use crate::graphql::loaders::{
     Capped, ExternalIdsOf, LeadsOfAccount, OpportunitiesOfAccount, UserById,
 };
-use crate::graphql::{
-    db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
-};
 use crate::pagination::PageRequest;
+use crate::records::common::search_term;
 use crate::records::common::{money_to_units, units_to_money};
 use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::Lead;
 use crate::records::opportunities::graphql::Opportunity;
 use crate::records::stage_changes::Actor;
 use crate::records::users::graphql::User;
-use crate::records::{
-    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
-};
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::account;
@@ -75,7 +76,7 @@ impl Account {
         ctx: &Context<'_>,
         #[graphql(default = 50)] first: i32,
     ) -> Result<Vec<Lead>> {
-        let limit = crate::records::child_limit(first)?;
+        let limit = crate::graphql::inputs::child_limit(first)?;
         let rows = load_children::<LeadsOfAccount, _>(
             ctx,
             Capped {
@@ -93,7 +94,7 @@ impl Account {
         ctx: &Context<'_>,
         #[graphql(default = 50)] first: i32,
     ) -> Result<Vec<Opportunity>> {
-        let limit = crate::records::child_limit(first)?;
+        let limit = crate::graphql::inputs::child_limit(first)?;
         let rows = load_children::<OpportunitiesOfAccount, _>(
             ctx,
             Capped {
@@ -174,7 +175,7 @@ impl AccountsQuery {
             statuses: f.status.unwrap_or_default(),
             owner_ids: parse_ids(&f.owner_id.unwrap_or_default(), "ownerId")?,
             is_target: f.is_target,
-            search: f.search,
+            search: search_term(f.search)?,
             created_at: f.created_at.map(Into::into).unwrap_or_default(),
         };
         let (order, desc) = match order_by {

@@ -1,10 +1,11 @@
 use super::service::{self, CampaignFilter, CampaignOrder, NewCampaign};
 use crate::auth::{CAMPAIGN_WRITERS, READERS};
 use crate::graphql::connection::{Conn, connection};
-use crate::graphql::{db, parse_id, parse_ids, require, settings};
+use crate::graphql::context::{db, parse_id, parse_ids, require, settings};
+use crate::graphql::inputs::{OrderDirection, TimeRangeInput};
 use crate::pagination::PageRequest;
+use crate::records::common::search_term;
 use crate::records::common::{money_to_units, units_to_money};
-use crate::records::{OrderDirection, TimeRangeInput};
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::campaign;
@@ -97,7 +98,7 @@ impl CampaignsQuery {
             ids: parse_ids(&f.id.unwrap_or_default(), "id")?,
             channels: f.channel.unwrap_or_default(),
             kinds: f.kind.unwrap_or_default(),
-            search: f.search,
+            search: search_term(f.search)?,
             starts_at: f.starts_at.map(Into::into).unwrap_or_default(),
         };
         let (order, desc) = match order_by {

@@ -2,14 +2,16 @@ use super::policies::{self, PolicyFields};
 use super::service::{self, Answer, HandoffFilter, HandoffOrder, NewHandoff, Who};
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::{
+    caller, db, load_one, node_selects, parse_id, parse_ids, prime, require,
+};
+use crate::graphql::inputs::{OrderDirection, TimeRangeInput, patch};
 use crate::graphql::loaders::{LeadById, OpportunityById, SlaPolicyById, TeamById, UserById};
-use crate::graphql::{caller, db, load_one, node_selects, parse_id, parse_ids, prime, require};
 use crate::pagination::PageRequest;
 use crate::records::leads::graphql::Lead;
 use crate::records::opportunities::graphql::Opportunity;
 use crate::records::teams::graphql::Team;
 use crate::records::users::graphql::User;
-use crate::records::{OrderDirection, TimeRangeInput, patch};
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::enums::{Channel, HandoffReason, HandoffStatus, Role, Segment, SlaPeriod};
@@ -573,13 +575,13 @@ impl HandoffsSubscription {
         to_team_id: Option<ID>,
         to_user_id: Option<ID>,
     ) -> Result<impl futures_util::Stream<Item = Result<Handoff>> + 'a> {
-        require(ctx, READERS, "subscribe to hand-offs").map_err(coded)?;
-        let team = opt_id(to_team_id, "toTeamId").map_err(coded)?;
-        let user = opt_id(to_user_id, "toUserId").map_err(coded)?;
+        require(ctx, READERS, "subscribe to hand-offs")?;
+        let team = opt_id(to_team_id, "toTeamId")?;
+        let user = opt_id(to_user_id, "toUserId")?;
         let expiry = ctx
             .data_opt::<crate::http::graphql_ws::TokenExpiry>()
             .map(|e| e.0);
-        let rx = super::events::subscribe(db(ctx).map_err(coded)?).await;
+        let rx = super::events::subscribe(db(ctx)?).await;
         Ok(futures_util::stream::unfold(
             Some(rx),
             move |rx| async move {
@@ -602,7 +604,7 @@ impl HandoffsSubscription {
                                         "the token expired: subscribe again with a fresh one"
                                             .into(),
                                     );
-                                    return Some((Err(coded(e)), None));
+                                    return Some((Err(e.into()), None));
                                 }
                             }
                         }
@@ -627,18 +629,4 @@ impl HandoffsSubscription {
             },
         ))
     }
-}
-
-/// An error with its `extensions.code` (and `field`), as the HTTP endpoint
-/// adds them, for errors sent over WebSocket.
-fn coded(e: crate::error::AppError) -> async_graphql::Error {
-    use async_graphql::ErrorExtensions;
-    let code = e.code().as_str();
-    let field = e.field().map(str::to_owned);
-    async_graphql::Error::new(e.to_string()).extend_with(|_, ext| {
-        ext.set("code", code);
-        if let Some(f) = &field {
-            ext.set("field", f.as_str());
-        }
-    })
 }

@@ -1,30 +1,31 @@
-use super::service::{self, Conversion, LeadFields, LeadFilter, LeadOrder};
+use super::service::{self, Conversion, LeadFields, LeadFilter, LeadOrder, SearchPersonal};
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::{
+    caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require,
+    settings,
+};
+use crate::graphql::inputs::{
+    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
+};
 use crate::graphql::loaders::{
     AccountById, CampaignById, ExternalIdsOf, LeadById, OpportunityById, StageHistoryOfLead,
     TeamById, TouchpointsOfLead, UserById,
 };
-use crate::graphql::{
-    caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require,
-    settings,
-};
 use crate::pagination::PageRequest;
 use crate::records::accounts::graphql::Account;
 use crate::records::campaigns::graphql::Campaign;
+use crate::records::common::search_term;
 use crate::records::common::{check_currency, money_to_units};
 use crate::records::external_ids::ExternalRef;
 use crate::records::opportunities::graphql::Opportunity;
 use crate::records::stage_changes::Actor;
 use crate::records::teams::graphql::Team;
 use crate::records::users::graphql::User;
-use crate::records::{
-    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
-};
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
-use entity::enums::{Channel, LeadStage, RecordKind, Segment, SourcedBy};
+use entity::enums::{Channel, LeadStage, RecordKind, Role, Segment, SourcedBy};
 use entity::{lead, stage_change, touchpoint};
 use rust_decimal::Decimal;
 
@@ -186,9 +187,15 @@ impl StageChange {
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
     }
-    /// The token subject that made the change.
-    async fn actor(&self) -> &str {
-        &self.0.actor
+    /// The token subject that made the change; for callers that do not see
+    /// personal data, the acting user's id instead (a subject may be an
+    /// e-mail address).
+    async fn actor(&self, ctx: &Context<'_>) -> Result<String> {
+        let c = caller(ctx)?;
+        Ok(match self.0.actor_user_id {
+            Some(user) if !c.sees_personal_data("") => user.to_string(),
+            _ => self.0.actor.clone(),
+        })
     }
     /// The user that made the change, when a user did.
     async fn actor_user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
@@ -288,9 +295,14 @@ impl LeadsQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Conn<Lead>> {
-        require(ctx, READERS, "read leads")?;
+        let caller = require(ctx, READERS, "read leads")?;
         let f = filter.unwrap_or_default();
         let filter = LeadFilter {
+            search_personal: match caller.role {
+                Role::Admin | Role::Revops | Role::Member => SearchPersonal::All,
+                Role::Viewer => SearchPersonal::None,
+                Role::Integration => SearchPersonal::CreatedBy(caller.subject.clone()),
+            },
             ids: parse_ids(&f.id.unwrap_or_default(), "id")?,
             stages: f.stage.unwrap_or_default(),
             sources: f.source.unwrap_or_default(),
@@ -300,7 +312,7 @@ impl LeadsQuery {
             campaign_ids: parse_ids(&f.campaign_id.unwrap_or_default(), "campaignId")?,
             team_ids: parse_ids(&f.team_id.unwrap_or_default(), "teamId")?,
             created_at: f.created_at.map(Into::into).unwrap_or_default(),
-            search: f.search,
+            search: search_term(f.search)?,
         };
         let (order, desc) = match order_by {
             Some(o) => (

@@ -36,6 +36,19 @@ pub struct LeadFilter {
     pub team_ids: Vec<Uuid>,
     pub created_at: TimeRange,
     pub search: Option<String>,
+    /// Which leads' personal fields (e-mail, names) `search` may match: a
+    /// caller must not find a lead by what it cannot read.
+    pub search_personal: SearchPersonal,
+}
+
+/// Whose personal fields a lead search may match (the company always).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SearchPersonal {
+    #[default]
+    All,
+    None,
+    /// Only the leads this subject created (an integration's own).
+    CreatedBy(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,15 +92,26 @@ fn condition(f: &LeadFilter) -> Condition {
         }
     }
     if let Some(s) = &f.search {
-        c = c.add(search_condition(
-            &[
-                lead::Column::Email,
-                lead::Column::FirstName,
-                lead::Column::LastName,
-                lead::Column::Company,
-            ],
-            s,
-        ));
+        let company = search_condition(&[lead::Column::Company], s);
+        let personal = || {
+            search_condition(
+                &[
+                    lead::Column::Email,
+                    lead::Column::FirstName,
+                    lead::Column::LastName,
+                ],
+                s,
+            )
+        };
+        c = c.add(match &f.search_personal {
+            SearchPersonal::All => Condition::any().add(personal()).add(company),
+            SearchPersonal::None => company,
+            SearchPersonal::CreatedBy(subject) => Condition::any().add(company).add(
+                Condition::all()
+                    .add(lead::Column::CreatedBy.eq(subject.clone()))
+                    .add(personal()),
+            ),
+        });
     }
     c
 }
@@ -731,7 +755,7 @@ pub async fn record_touchpoint_in(
     campaign_id: Uuid,
     occurred_at: Option<DateTime<Utc>>,
 ) -> AppResult<touchpoint::Model> {
-    w.lock_lead(lead_id).await?;
+    w.hold_lead(lead_id).await?;
     crate::records::campaigns::service::get(w.db(), campaign_id).await?;
     let at = match occurred_at {
         Some(t) => not_future(t, "occurredAt")?,

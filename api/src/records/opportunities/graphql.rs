@@ -4,22 +4,23 @@ use super::service::{
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::{
+    db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
+};
+use crate::graphql::inputs::{
+    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
+};
 use crate::graphql::loaders::{
     AccountById, ExternalIdsOf, LeadById, StageHistoryOfOpportunity, UserById,
 };
-use crate::graphql::{
-    db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
-};
 use crate::pagination::PageRequest;
 use crate::records::accounts::graphql::Account;
+use crate::records::common::search_term;
 use crate::records::common::{check_currency, money_to_units, units_to_money};
 use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::{Lead, StageChange};
 use crate::records::stage_changes::Actor;
 use crate::records::users::graphql::User;
-use crate::records::{
-    ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
-};
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::enums::{OpportunityStage, RecordKind, Segment, SourcedBy};
@@ -179,7 +180,7 @@ impl OpportunitiesQuery {
             campaign_ids: parse_ids(&f.campaign_id.unwrap_or_default(), "campaignId")?,
             created_at: f.created_at.map(Into::into).unwrap_or_default(),
             closed_at: f.closed_at.map(Into::into).unwrap_or_default(),
-            search: f.search,
+            search: search_term(f.search)?,
         };
         let (order, desc) = match order_by {
             Some(o) => (

@@ -1,6 +1,6 @@
 use super::service;
 use crate::auth::{ADMINS, READERS};
-use crate::graphql::{db, parse_id, require};
+use crate::graphql::context::{db, parse_id, require};
 use async_graphql::{Context, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::enums::TeamFunction;

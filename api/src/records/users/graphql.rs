@@ -1,10 +1,12 @@
 use super::service::{self, NewUser, UserFilter, UserOrder, UserPatch};
 use crate::auth::{ADMINS, READERS};
+use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::{caller, db, load_one, parse_id, parse_ids, require};
+use crate::graphql::inputs::OrderDirection;
 use crate::graphql::loaders::TeamById;
-use crate::graphql::{caller, db, load_one, parse_id, parse_ids, require};
 use crate::pagination::PageRequest;
-use crate::records::OrderDirection;
+use crate::records::common::search_term;
 use crate::records::teams::graphql::Team;
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
@@ -91,13 +93,21 @@ impl UsersQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Conn<User>> {
-        require(ctx, READERS, "read users")?;
+        let caller = require(ctx, READERS, "read users")?;
         let f = filter.unwrap_or_default();
+        // A user's searchable fields are its name and e-mail: a caller that
+        // cannot read them must not find users by them.
+        if f.search.is_some() && !caller.sees_personal_data("") {
+            return Err(AppError::forbidden(
+                "searching users by name or e-mail needs a role that reads them",
+            )
+            .into());
+        }
         let filter = UserFilter {
             team_ids: parse_ids(&f.team_id.unwrap_or_default(), "teamId")?,
             roles: f.role.unwrap_or_default(),
             active: f.active,
-            search: f.search,
+            search: search_term(f.search)?,
         };
         let (order, desc) = match order_by {
             Some(o) => (
@@ -180,7 +190,7 @@ impl UsersMutation {
         let patch = UserPatch {
             email: input.email,
             name: input.name,
-            team_id: crate::records::patch_id(input.team_id, "teamId")?,
+            team_id: crate::graphql::inputs::patch_id(input.team_id, "teamId")?,
             role: input.role,
             active: input.active,
         };

@@ -4,7 +4,7 @@
 //! so two runs agree), in chunks of leads inserted with multi-row INSERTs in
 //! one transaction per chunk: a million leads take minutes.
 
-use crate::error::{AppError, AppResult};
+use api::error::AppResult;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::enums::{
     AccountStatus, CampaignKind, Channel, LeadStage, OpportunityStage, Role, Segment, SourcedBy,
@@ -553,7 +553,7 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
         // The bulk load writes around the unit of work; the rollups are
         // rebuilt and the data version raised once it is done.
         #[allow(clippy::disallowed_methods)]
-        let txn = crate::db::begin_write(db).await?;
+        let txn = api::db::begin_write(db).await?;
         insert_chunks(&txn, leads).await?;
         insert_chunks(&txn, opps).await?;
         insert_chunks(&txn, changes).await?;
@@ -567,8 +567,8 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
     if let Some(b) = bar {
         b.finish();
     }
-    crate::metrics::rollups::rebuild(db).await?;
-    crate::metrics::cache::bump(db).await?;
+    api::metrics::rollups::rebuild(db).await?;
+    api::metrics::cache::bump(db).await?;
     Ok(report)
 }
 
@@ -660,11 +660,5 @@ fn capitalize(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => String::new(),
-    }
-}
-
-impl From<indicatif::style::TemplateError> for AppError {
-    fn from(e: indicatif::style::TemplateError) -> Self {
-        AppError::internal(e)
     }
 }

@@ -1,10 +1,10 @@
 //! `lockstep bench`: metric latency through the HTTP API against the same
 //! SQL run directly, on a seeded database, plus the process's peak memory.
 
-use crate::config::{Config, Secret};
-use crate::error::AppError;
-use crate::http::App;
-use crate::metrics::{self, GroupBy, Interval, MetricFilter, Model, Period, SeriesMetric};
+use api::config::{Config, Secret};
+use api::error::AppError;
+use api::http::App;
+use api::metrics::{self, GroupBy, Interval, MetricFilter, Model, Period, SeriesMetric};
 use chrono::Duration;
 use entity::enums::Role;
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
@@ -116,13 +116,20 @@ impl BenchReport {
         if !self.write_load.is_empty() {
             s.push_str(
                 "\nConcurrent writers through HTTP (ADMIN):\n\n\
-                 | scenario | writers | writes | writes/s | p50 ms | p99 ms | errors |\n\
-                 |---|---:|---:|---:|---:|---:|---:|\n",
+                 | scenario | writers | writes | writes/s | p50 ms | p99 ms | errors | SQL statements / write |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|\n",
             );
             for r in &self.write_load {
                 s.push_str(&format!(
-                    "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} |\n",
-                    r.scenario, r.writers, r.writes, r.per_sec, r.p50_ms, r.p99_ms, r.errors
+                    "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {:.1} |\n",
+                    r.scenario,
+                    r.writers,
+                    r.writes,
+                    r.per_sec,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.errors,
+                    r.statements_per_write
                 ));
             }
         }
@@ -181,7 +188,7 @@ type SqlFn = fn(
 /// A server of its own on `127.0.0.1:0`.
 struct Server {
     url: String,
-    state: crate::http::AppState,
+    state: api::http::AppState,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -259,12 +266,16 @@ async fn time_writes(
     server: &Server,
     n: usize,
 ) -> Result<Vec<(String, f64, f64)>, Box<dyn std::error::Error>> {
-    let token = server.state.keys.issue(
-        Role::Admin,
-        "bench-writer",
-        std::time::Duration::from_secs(3600),
-        None,
-    )?;
+    let token = server
+        .state
+        .keys
+        .issue(
+            Role::Admin,
+            "bench-writer",
+            std::time::Duration::from_secs(3600),
+            None,
+        )
+        .map_err(api::error::Failure)?;
     let url = &server.url;
     let first = |d: &serde_json::Value, list: &str| {
         d["data"][list]["nodes"][0]["id"]
@@ -383,7 +394,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
                 progress: true,
             },
         )
-        .await?;
+        .await
+        .map_err(api::error::Failure)?;
     }
     let leads = entity::lead::Entity::find().count(&db).await?;
     let client = reqwest::Client::new();
@@ -412,12 +424,16 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         ..config.clone()
     })
     .await?;
-    let token = server.state.keys.issue(
-        Role::Viewer,
-        "bench",
-        std::time::Duration::from_secs(3600),
-        None,
-    )?;
+    let token = server
+        .state
+        .keys
+        .issue(
+            Role::Viewer,
+            "bench",
+            std::time::Duration::from_secs(3600),
+            None,
+        )
+        .map_err(api::error::Failure)?;
     let end = crate::seed::anchor();
     let period = Period {
         from: end - Duration::days(365),
@@ -521,7 +537,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         let mut t = Vec::new();
         for i in 0..opts.requests + 2 {
             let started = Instant::now();
-            sql(db.clone(), period).await?;
+            sql(db.clone(), period).await.map_err(api::error::Failure)?;
             if i >= 2 {
                 t.push(started.elapsed().as_secs_f64() * 1000.0);
             }
@@ -543,7 +559,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
     cached.stop().await;
     let writes = time_writes(&client, &server, opts.requests).await?;
     let started = Instant::now();
-    crate::metrics::rollups::rebuild(&db).await?;
+    api::metrics::rollups::rebuild(&db).await?;
     let rebuild_ms = started.elapsed().as_secs_f64() * 1000.0;
     eprintln!("rollups rebuilt in {rebuild_ms:.0} ms");
     server.stop().await;
@@ -612,6 +628,8 @@ pub struct WriteLoadRow {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub errors: u64,
+    /// SQL statements the server issued per write (BEGIN and COMMIT included).
+    pub statements_per_write: f64,
 }
 
 /// One timed write; an error is counted and logged.
@@ -664,12 +682,16 @@ async fn write_load_row(
     secs: u64,
     crossed: bool,
 ) -> Result<WriteLoadRow, Box<dyn std::error::Error>> {
-    let token = server.state.keys.issue(
-        Role::Admin,
-        "bench-writer",
-        std::time::Duration::from_secs(3600),
-        None,
-    )?;
+    let token = server
+        .state
+        .keys
+        .issue(
+            Role::Admin,
+            "bench-writer",
+            std::time::Duration::from_secs(3600),
+            None,
+        )
+        .map_err(api::error::Failure)?;
     let url = server.url.clone();
     let run = std::process::id();
     let new_id = |d: serde_json::Value, field: &str| {
@@ -722,6 +744,7 @@ async fn write_load_row(
         std::sync::Arc::new(leads),
     );
     let until = Instant::now() + std::time::Duration::from_secs(secs);
+    let statements_before = server.state.statements.get();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..writers {
@@ -807,8 +830,10 @@ async fn write_load_row(
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let statements = server.state.statements.get() - statements_before;
     times.sort_by(|a, b| a.total_cmp(b));
     let row = WriteLoadRow {
+        statements_per_write: statements as f64 / times.len().max(1) as f64,
         scenario: if crossed {
             "crossed keys"
         } else {
@@ -822,8 +847,14 @@ async fn write_load_row(
         errors,
     };
     eprintln!(
-        "{} writers, {}: {:.0} writes/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
-        row.writers, row.scenario, row.per_sec, row.p50_ms, row.p99_ms, row.errors
+        "{} writers, {}: {:.0} writes/s, p50 {:.1} ms, p99 {:.1} ms, {} errors, {:.1} statements/write",
+        row.writers,
+        row.scenario,
+        row.per_sec,
+        row.p50_ms,
+        row.p99_ms,
+        row.errors,
+        row.statements_per_write
     );
     Ok(row)
 }

@@ -1,0 +1,6 @@
+//! Lockstep's CLI-only code, kept out of the server library: the
+//! deterministic data generator behind `lockstep seed` (and the demo data of
+//! a fresh embedded database), and `lockstep bench` with its HTTP client.
+
+pub mod bench;
+pub mod seed;
