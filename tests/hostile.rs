@@ -90,7 +90,12 @@ db_test!(
             )
             .await;
         let account = data(&account)["createAccount"]["id"].clone();
-        for amount in ["7922816251426433759354396", "79228162514264337593543950335"] {
+        for amount in [
+            "7922816251426433759354396",
+            "79228162514264337593543950335",
+            "922337203685477.58",
+            "9000000.01",
+        ] {
             let resp = app
             .admin(
                 "mutation($a: ID!, $m: Decimal!) { createOpportunity(input: {name: \"Big\", accountId: $a, amount: $m}) { id } }",

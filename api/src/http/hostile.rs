@@ -96,7 +96,7 @@ mod tests {
 
     #[test]
     fn measures_nesting_outside_strings_and_comments() {
-        assert_eq!(document_depth("{ a { b(x: [1, [2]]) } }"), 4);
+        assert_eq!(document_depth("{ a { b(x: [1, [2]]) } }"), 5);
         assert_eq!(document_depth(r#"{ a(s: "((((((") }"#), 2);
         assert_eq!(document_depth("{ a } # [[[[[[[[\n"), 1);
         assert_eq!(document_depth(r#"{ a(s: """ [[[ \""" [[ """) }"#), 2);

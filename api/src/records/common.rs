@@ -239,6 +239,29 @@ pub fn money_to_units(amount: Decimal, currency: &str, field: &str) -> AppResult
         .ok_or_else(|| AppError::bad_input(field, format!("`{field}` is too large")))
 }
 
+/// The largest amount one record may hold, in whole currency units: a sum
+/// over 100 million records of it stays within a signed 64-bit count of
+/// storage units (9.22 × 10^18), which SQLite's `SUM` needs to be exact.
+pub const MAX_MONEY: i64 = 9_000_000;
+
+/// Checks an amount the metrics add up (an opportunity's amount, a
+/// campaign's cost), in storage units: not negative, at most `MAX_MONEY`.
+pub fn check_summed_amount(units: i64, field: &str) -> AppResult<()> {
+    if units < 0 {
+        return Err(AppError::bad_input(
+            field,
+            format!("`{field}` must not be negative"),
+        ));
+    }
+    if units > MAX_MONEY * entity::money::UNITS_PER_WHOLE {
+        return Err(AppError::bad_input(
+            field,
+            format!("`{field}` must be at most {MAX_MONEY}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Storage units → Decimal money with the currency's decimals.
 pub fn units_to_money(units: i64, currency: &str) -> Decimal {
     let mut d = Decimal::new(units, entity::money::SCALE);

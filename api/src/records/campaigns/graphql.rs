@@ -142,7 +142,7 @@ pub struct CampaignInput {
     pub name: String,
     pub channel: Channel,
     pub kind: CampaignKind,
-    /// Money in the deployment currency (default 0).
+    /// Money in the deployment currency (default 0), at most 9,000,000 (so that every sum a metric makes stays exact at 100 million records).
     pub cost: Option<Decimal>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,

@@ -107,6 +107,7 @@ pub struct NewCampaign {
 
 /// Creates a campaign (its own unit of work).
 pub async fn create(db: &DatabaseConnection, input: NewCampaign) -> AppResult<campaign::Model> {
+    crate::records::common::check_summed_amount(input.cost, "cost")?;
     if let Some(end) = input.ends_at
         && end < input.starts_at
     {

@@ -415,6 +415,7 @@ pub struct ConvertLeadOpportunityInput {
     pub name: String,
     /// Default: the lead's account.
     pub account_id: Option<ID>,
+    /// Money, at least 0 and at most 9,000,000 (so that every sum a metric makes stays exact at 100 million records).
     pub amount: Decimal,
     /// Default: the deployment currency (the only one accepted).
     pub currency: Option<String>,

@@ -240,7 +240,7 @@ pub struct OpportunityInput {
     /// The originating lead.
     pub lead_id: Option<ID>,
     pub owner_id: Option<ID>,
-    /// Money, at least 0, in `currency`.
+    /// Money, at least 0, in `currency`; at most 9,000,000 (so that every sum a metric makes stays exact at 100 million records).
     pub amount: Decimal,
     /// ISO 4217; default the deployment currency (the only one accepted).
     pub currency: Option<String>,
@@ -306,6 +306,7 @@ pub struct UpdateOpportunityInput {
     pub name: Option<String>,
     pub account_id: Option<ID>,
     pub owner_id: MaybeUndefined<ID>,
+    /// Money, at least 0 and at most 9,000,000 (so that every sum a metric makes stays exact at 100 million records).
     pub amount: Option<Decimal>,
     pub expected_close_date: MaybeUndefined<NaiveDate>,
     pub sourced_by: Option<SourcedBy>,

@@ -4,7 +4,8 @@
 use crate::error::{AppError, AppResult};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{
-    Patch, TimeRange, not_future, now, optional_text, required_text, search_condition,
+    Patch, TimeRange, check_summed_amount, not_future, now, optional_text, required_text,
+    search_condition,
 };
 use crate::records::external_ids::{self, ExternalRef};
 use crate::records::stage_changes::{self, Actor, Subject, check_change_time};
@@ -202,12 +203,7 @@ pub(crate) async fn insert_in(
         Some(t) => not_future(t, "createdAt")?,
         None => now(),
     };
-    if input.amount < 0 {
-        return Err(AppError::bad_input(
-            "amount",
-            "`amount` must not be negative",
-        ));
-    }
+    check_summed_amount(input.amount, "amount")?;
     let created = w
         .insert_opportunity(opportunity::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -344,12 +340,7 @@ pub async fn update_in(
             am.owner_id = Set(o);
         }
         if let Some(amount) = patch.amount {
-            if amount < 0 {
-                return Err(AppError::bad_input(
-                    "amount",
-                    "`amount` must not be negative",
-                ));
-            }
+            check_summed_amount(amount, "amount")?;
             am.amount = Set(amount);
         }
         if let Some(d) = patch.expected_close_date {
