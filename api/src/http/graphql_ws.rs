@@ -48,7 +48,11 @@ pub async fn get_or_upgrade(State(state): State<AppState>, req: Request) -> Resp
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let schema = state.schema.clone();
+    // A message is held to the same limit as a request body.
+    let limit = state.config.body_limit_bytes;
     upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| {
             GraphQLWebSocket::new(stream, schema, protocol)
