@@ -298,6 +298,7 @@ pub async fn create_in(w: &mut Work, actor: &Actor, fields: LeadFields) -> AppRe
     if fields.created_at.is_some() {
         actor.check_backfill("createdAt")?;
     }
+    let fields_backfilled = fields.created_at.is_some();
     let account_id = account_of_new(w, &fields).await?;
     if let Some(id) = account_id {
         w.lock_accounts(&[id], AccountLock::Reference).await?;
@@ -362,7 +363,31 @@ pub async fn create_in(w: &mut Work, actor: &Actor, fields: LeadFields) -> AppRe
         None,
     )
     .await?;
-    Ok(created)
+    // A lead imported with its own history (a backfilled creation) keeps it:
+    // the SLA policies qualify only leads created now.
+    if fields_backfilled {
+        return Ok(created);
+    }
+    crate::records::handoffs::service::qualify_in(w, actor, created.id).await
+}
+
+/// Updates a lead's fields in the caller's unit and, when its score
+/// changed, lets the SLA policies qualify it (MQL, maybe an auto hand-off).
+pub async fn update_as_in(
+    w: &mut Work,
+    actor: &Actor,
+    id: Uuid,
+    fields: LeadFields,
+) -> AppResult<lead::Model> {
+    if let Some(Some(account)) = fields.account_id {
+        w.lock_accounts(&[account], AccountLock::Reference).await?;
+    }
+    let before = w.lock_lead(id).await?.score;
+    let updated = update_in(w, id, fields).await?;
+    if updated.score == before {
+        return Ok(updated);
+    }
+    crate::records::handoffs::service::qualify_in(w, actor, id).await
 }
 
 /// Creates a lead and links its external ids, all or nothing.
@@ -443,15 +468,17 @@ pub async fn create_many(
     .await
 }
 
-/// Updates a lead's fields (its own unit).
+/// Updates a lead's fields (its own unit); a changed score may qualify it
+/// by the SLA policies.
 pub async fn update(
     db: &DatabaseConnection,
+    actor: &Actor,
     id: Uuid,
     fields: LeadFields,
 ) -> AppResult<lead::Model> {
     let fields = &fields;
     uow::run(db, |mut w| async move {
-        let updated = update_in(&mut w, id, fields.clone()).await?;
+        let updated = update_as_in(&mut w, actor, id, fields.clone()).await?;
         w.commit(updated).await
     })
     .await
@@ -688,7 +715,7 @@ pub async fn upsert_in(
                 let mut f = fields;
                 f.created_at = None;
                 f.stage = None;
-                let mut updated = update_in(w, id, f).await?;
+                let mut updated = update_as_in(w, actor, id, f).await?;
                 if let Some(to) = stage
                     && to != updated.stage
                 {
