@@ -294,3 +294,38 @@ async fn an_oversized_body_is_a_json_error_with_a_code() {
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
     app.cleanup().await;
 }
+
+db_test!(
+    an_enum_written_as_a_string_literal_is_a_validation_error,
+    |app| async move {
+        for query in [
+            r#"{ leads(filter: {stage: ["MQL"]}) { totalCount } }"#,
+            r#"{ leads(orderBy: {field: "CREATED_AT", direction: DESC}) { totalCount } }"#,
+            r#"query { ...F } fragment F on Query { leads(filter: {source: ["WEB"]}) { totalCount } }"#,
+            r#"mutation { createTeam(input: {name: "T", function: "SALES"}) { id } }"#,
+        ] {
+            let resp = app.admin(query, json!({})).await;
+            assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{query}: {resp}");
+            assert!(resp.get("data").is_none_or(Value::is_null), "{resp}");
+        }
+        // Enum literals, and strings in variables, stay right.
+        let resp = app
+            .admin(
+                r#"{ leads(filter: {stage: [MQL], search: "MQL"}) { totalCount } }"#,
+                json!({}),
+            )
+            .await;
+        assert_eq!(data(&resp)["leads"]["totalCount"], 0);
+        let resp = app
+            .admin(
+                "query($s: [LeadStage!]) { leads(filter: {stage: $s}) { totalCount } }",
+                json!({"s": ["MQL"]}),
+            )
+            .await;
+        assert_eq!(data(&resp)["leads"]["totalCount"], 0);
+        assert_eq!(
+            entity::team::Entity::find().count(app.db()).await.unwrap(),
+            0
+        );
+    }
+);

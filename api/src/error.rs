@@ -188,7 +188,7 @@ pub fn database_error(e: &DbErr) -> Option<&(dyn sea_orm::sqlx::error::DatabaseE
 
 /// The unique constraints, with the input field each guards: by name as
 /// PostgreSQL reports it, and by the first column SQLite names instead.
-const UNIQUE: [(&str, &str, &str); 6] = [
+const UNIQUE: [(&str, &str, &str); 9] = [
     ("teams_name_key", "teams.name", "name"),
     ("users_email_key", "users.email", "email"),
     ("leads_email_key", "leads.email", "email"),
@@ -199,6 +199,18 @@ const UNIQUE: [(&str, &str, &str); 6] = [
         "externalId",
     ),
     ("jobs_dedupe_key_key", "jobs.dedupe_key", "dedupeKey"),
+    // One PENDING hand-off per record, one active SLA policy per route.
+    ("ux_handoffs_pending_lead", "handoffs.lead_id", "leadId"),
+    (
+        "ux_handoffs_pending_opportunity",
+        "handoffs.opportunity_id",
+        "opportunityId",
+    ),
+    (
+        "ux_sla_policies_route",
+        "sla_policies.from_team_id",
+        "toTeamId",
+    ),
 ];
 
 /// The input field of a unique violation, from the violated constraint.

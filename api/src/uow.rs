@@ -9,8 +9,13 @@
 //!
 //! What a write must not forget is done by `Work`, not by each service:
 //! - **Locks, in one order.** A unit locks the rows it will change before it
-//!   reads them: accounts, then leads, then opportunities, each set by id in
-//!   one statement. `Work` refuses a lock that goes back to an earlier kind
+//!   reads them: accounts, then leads, then opportunities, then hand-offs,
+//!   each set by id in one statement. A hand-off is locked last: an answer
+//!   first locks the lead or opportunity it is about (read from the
+//!   hand-off, unlocked), then the hand-off, then checks it is still
+//!   PENDING — so two answers to one hand-off queue on its row and the
+//!   second sees the first's outcome. Changing a lead or opportunity the
+//!   unit already holds stays allowed after that (no new lock is taken). `Work` refuses a lock that goes back to an earlier kind
 //!   (a programming error, reported as INTERNAL), so two units can only wait
 //!   for each other in one direction. Leads and opportunities can only be
 //!   updated through the [`Locked`] value their lock returns.
@@ -30,7 +35,7 @@
 
 use crate::error::{AppError, AppResult};
 use crate::metrics::rollups::{self, Contributions};
-use entity::{account, lead, opportunity, touchpoint};
+use entity::{account, handoff, lead, opportunity, touchpoint};
 use sea_orm::sea_query::LockType;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
@@ -77,6 +82,7 @@ enum Phase {
     Accounts,
     Leads,
     Opportunities,
+    Handoffs,
 }
 
 /// How an account is locked.
@@ -102,6 +108,8 @@ pub struct Work {
     locked_accounts: std::collections::BTreeMap<Uuid, AccountLock>,
     /// Leads whose rollup contribution is in `before`, by id…
     leads: BTreeSet<Uuid>,
+    /// Opportunities this unit holds.
+    opportunities: BTreeSet<Uuid>,
     /// …or by account (every lead of these accounts).
     accounts: BTreeSet<Uuid>,
     /// Leads locked but not changed (no snapshot).
@@ -110,6 +118,10 @@ pub struct Work {
     /// Credits to rewrite: won opportunities by id, and of these leads.
     credit_opportunities: BTreeSet<Uuid>,
     credit_leads: BTreeSet<Uuid>,
+    /// Hand-offs created or answered, announced once the unit commits.
+    handoff_events: Vec<handoff::Model>,
+    /// Where this database's hand-off events go (see `records::handoffs::events`).
+    events_key: String,
 }
 
 /// Runs `unit` in a write transaction and commits it; on PostgreSQL a
@@ -191,11 +203,14 @@ impl Work {
             phase: Phase::Start,
             locked_accounts: std::collections::BTreeMap::new(),
             leads: BTreeSet::new(),
+            opportunities: BTreeSet::new(),
             accounts: BTreeSet::new(),
             held: BTreeSet::new(),
             before: Contributions::default(),
             credit_opportunities: BTreeSet::new(),
             credit_leads: BTreeSet::new(),
+            handoff_events: Vec::new(),
+            events_key: crate::records::handoffs::events::key(db),
         })
     }
 
@@ -386,12 +401,57 @@ impl Work {
             .all(&self.txn)
             .await?;
         self.lock_leads(&leads).await?;
-        self.enter(Phase::Opportunities)?;
+        // Already held (e.g. re-read after a hand-off was locked): no new lock.
+        let new = ids.iter().any(|id| !self.opportunities.contains(id));
+        if new {
+            self.enter(Phase::Opportunities)?;
+        }
         let mut q = opportunity::Entity::find()
             .filter(opportunity::Column::Id.is_in(ids.iter().copied()))
             .order_by_asc(opportunity::Column::Id);
+        if self.is_postgres() && new {
+            q = q.lock(LockType::Update);
+        }
+        let rows = q.all(&self.txn).await?;
+        self.opportunities.extend(rows.iter().map(|o| o.id));
+        Ok(rows.into_iter().map(Locked).collect())
+    }
+
+    /// Locks one hand-off (after the lead or opportunity it is about, see
+    /// the module's documentation) and returns it as read after the lock;
+    /// NOT_FOUND when there is none. On SQLite the unit's `IMMEDIATE`
+    /// transaction already serialises writers.
+    pub async fn lock_handoff(&mut self, id: Uuid) -> AppResult<Locked<handoff::Model>> {
+        self.enter(Phase::Handoffs)?;
+        let mut q = handoff::Entity::find_by_id(id);
         if self.is_postgres() {
             q = q.lock(LockType::Update);
+        }
+        q.one(&self.txn)
+            .await?
+            .map(Locked)
+            .ok_or_else(|| AppError::not_found("handoff"))
+    }
+
+    /// Locks the PENDING hand-offs due before `now` (by id, in one
+    /// statement; rows another unit holds are skipped on PostgreSQL, `SKIP
+    /// LOCKED`: that unit is answering them, and a later run sees the rest).
+    pub async fn lock_due_handoffs(
+        &mut self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u64,
+    ) -> AppResult<Vec<Locked<handoff::Model>>> {
+        self.enter(Phase::Handoffs)?;
+        let mut q = handoff::Entity::find()
+            .filter(handoff::Column::Status.eq(entity::enums::HandoffStatus::Pending))
+            .filter(handoff::Column::DueAt.lt(now))
+            .order_by_asc(handoff::Column::Id)
+            .limit(limit);
+        if self.is_postgres() {
+            q = q.lock_with_behavior(
+                LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            );
         }
         Ok(q.all(&self.txn).await?.into_iter().map(Locked).collect())
     }
@@ -539,6 +599,13 @@ impl Work {
         Ok(am.update(&self.txn).await?)
     }
 
+    /// Notes a hand-off created or answered by this unit: subscribers hear
+    /// of it once the unit commits (never when it rolls back).
+    pub fn note_handoff(&mut self, h: &handoff::Model) {
+        self.handoff_events.retain(|e| e.id != h.id);
+        self.handoff_events.push(h.clone());
+    }
+
     /// Writes what the unit owes the rollups, the credits and the data
     /// version, then commits.
     pub async fn commit<T>(mut self, value: T) -> AppResult<Done<T>> {
@@ -560,7 +627,16 @@ impl Work {
             rollups::apply(&self.txn, &delta).await?;
         }
         crate::metrics::cache::bump(&self.txn).await?;
+        let events = std::mem::take(&mut self.handoff_events);
+        let postgres = self.is_postgres();
+        if postgres {
+            // Delivered to every replica's listener when (and only if) this commits.
+            crate::records::handoffs::events::notify(&self.txn, &events).await?;
+        }
         self.txn.commit().await?;
+        if !postgres {
+            crate::records::handoffs::events::publish(&self.events_key, events).await;
+        }
         Ok(Done(value))
     }
 }
@@ -573,3 +649,5 @@ impl Plain for entity::external_id::ActiveModel {}
 impl Plain for entity::user::ActiveModel {}
 impl Plain for entity::team::ActiveModel {}
 impl Plain for entity::campaign::ActiveModel {}
+impl Plain for entity::sla_policy::ActiveModel {}
+impl Plain for entity::handoff::ActiveModel {}

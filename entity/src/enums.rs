@@ -94,3 +94,37 @@ impl OpportunityStage {
         )
     }
 }
+string_enum!(
+    /// Where a hand-off is: PENDING (waiting for the receiving team), ACCEPTED,
+    /// REJECTED (with a reason), or EXPIRED (still unanswered past `dueAt`).
+    HandoffStatus { Pending, Accepted, Rejected, Expired }
+);
+string_enum!(
+    /// Why a hand-off was rejected, and what rejecting a lead's hand-off
+    /// does to the lead: BAD_FIT, DUPLICATE and WRONG_CONTACT move it to
+    /// DISQUALIFIED (no fit at all); NO_BUDGET, NO_RESPONSE, NOT_READY and
+    /// OTHER move it to RECYCLED (back to nurture). A converted lead, or one
+    /// already at that stage, stays where it is; an opportunity's stage
+    /// never changes.
+    HandoffReason { BadFit, NoBudget, Duplicate, WrongContact, NoResponse, NotReady, Other }
+);
+string_enum!(
+    /// The period an SLA policy's lead target is counted over.
+    SlaPeriod { Month, Quarter }
+);
+
+impl HandoffReason {
+    /// The lead stage a rejection for this reason moves a lead to: the lead
+    /// is no fit at all (DISQUALIFIED), or not now (RECYCLED, back to nurture).
+    pub fn lead_stage(self) -> LeadStage {
+        match self {
+            HandoffReason::BadFit | HandoffReason::Duplicate | HandoffReason::WrongContact => {
+                LeadStage::Disqualified
+            }
+            HandoffReason::NoBudget
+            | HandoffReason::NoResponse
+            | HandoffReason::NotReady
+            | HandoffReason::Other => LeadStage::Recycled,
+        }
+    }
+}

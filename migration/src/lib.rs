@@ -12,7 +12,8 @@ mod m20261127_000006_metric_rollups;
 mod m20261127_000007_filtered_cohort_indexes;
 mod m20261202_000008_data_version_slots;
 mod m20261202_000009_jobs;
-mod m20261202_000010_lead_inquiry_at;
+mod m20261202_000010_handoffs;
+mod m20261202_000011_lead_inquiry_at;
 
 pub struct Migrator;
 
@@ -29,7 +30,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000007_filtered_cohort_indexes::Migration),
             Box::new(m20261202_000008_data_version_slots::Migration),
             Box::new(m20261202_000009_jobs::Migration),
-            Box::new(m20261202_000010_lead_inquiry_at::Migration),
+            Box::new(m20261202_000010_handoffs::Migration),
+            Box::new(m20261202_000011_lead_inquiry_at::Migration),
         ]
     }
 }

@@ -16,7 +16,10 @@
     '}',
     '',
   ].join('\n');
-  var base = GraphiQL.createFetcher({ url: '/graphql' });
+  // Subscriptions go over WebSocket to the same address (graphql-transport-ws);
+  // GraphiQL sends the Headers tab as the connection's init payload.
+  var ws = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql';
+  var base = GraphiQL.createFetcher({ url: '/graphql', subscriptionUrl: ws });
   // Nothing runs until a token is in the Headers tab: no error waits in the
   // result pane when GraphiQL opens. The schema loads with the first
   // request that carries a token (or with the "re-fetch schema" button).

@@ -192,6 +192,9 @@ pub type AccountById = ById<entity::account::Entity>;
 pub type CampaignById = ById<entity::campaign::Entity>;
 pub type LeadById = ById<entity::lead::Entity>;
 pub type OpportunityById = ById<entity::opportunity::Entity>;
+pub type SlaPolicyById = ById<entity::sla_policy::Entity>;
+pub type HandoffsOfLead = GroupedBy<entity::handoff::Entity, ByLead>;
+pub type HandoffsOfOpportunity = GroupedBy<entity::handoff::Entity, ByOpportunity>;
 pub type TouchpointsOfLead = GroupedBy<entity::touchpoint::Entity, ByLead>;
 pub type StageHistoryOfLead = GroupedBy<entity::stage_change::Entity, ByLead>;
 pub type StageHistoryOfOpportunity = GroupedBy<entity::stage_change::Entity, ByOpportunity>;
@@ -219,6 +222,25 @@ pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: 
         delay,
     ));
     data.insert(dl::<ExternalIdsOf, _>(ExternalIdsOf(db.clone()), delay));
+    data.insert(dl::<SlaPolicyById, _>(ById(db.clone(), PhantomData), delay));
+    data.insert(dl::<HandoffsOfLead, _>(
+        GroupedBy {
+            db: db.clone(),
+            fk: entity::handoff::Column::LeadId,
+            order: entity::handoff::Column::HandedAt,
+            _tag: PhantomData,
+        },
+        delay,
+    ));
+    data.insert(dl::<HandoffsOfOpportunity, _>(
+        GroupedBy {
+            db: db.clone(),
+            fk: entity::handoff::Column::OpportunityId,
+            order: entity::handoff::Column::HandedAt,
+            _tag: PhantomData,
+        },
+        delay,
+    ));
     data.insert(dl::<TouchpointsOfLead, _>(
         GroupedBy {
             db: db.clone(),
@@ -292,4 +314,33 @@ impl Loader<(entity::enums::RecordKind, Uuid)> for ExternalIdsOf {
         }
         Ok(out)
     }
+}
+
+/// Forgets what the loaders of a long-lived context (a subscription's
+/// connection) have cached, so that each event is answered fresh.
+pub fn clear_all(ctx: &async_graphql::Context<'_>) {
+    fn clear<L, K>(ctx: &async_graphql::Context<'_>)
+    where
+        L: Loader<K>,
+        K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    {
+        if let Some(loader) = ctx.data_opt::<DataLoader<L, HashMapCache>>() {
+            loader.clear::<K>();
+        }
+    }
+    clear::<TeamById, Uuid>(ctx);
+    clear::<UserById, Uuid>(ctx);
+    clear::<AccountById, Uuid>(ctx);
+    clear::<CampaignById, Uuid>(ctx);
+    clear::<LeadById, Uuid>(ctx);
+    clear::<OpportunityById, Uuid>(ctx);
+    clear::<SlaPolicyById, Uuid>(ctx);
+    clear::<ExternalIdsOf, (entity::enums::RecordKind, Uuid)>(ctx);
+    clear::<TouchpointsOfLead, Uuid>(ctx);
+    clear::<StageHistoryOfLead, Uuid>(ctx);
+    clear::<StageHistoryOfOpportunity, Uuid>(ctx);
+    clear::<HandoffsOfLead, Uuid>(ctx);
+    clear::<HandoffsOfOpportunity, Uuid>(ctx);
+    clear::<LeadsOfAccount, Capped>(ctx);
+    clear::<OpportunitiesOfAccount, Capped>(ctx);
 }

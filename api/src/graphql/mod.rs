@@ -11,7 +11,7 @@ pub mod me;
 
 use crate::config::Config;
 use crate::records;
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 use sea_orm::DatabaseConnection;
 
 #[derive(MergedObject, Default)]
@@ -23,6 +23,7 @@ pub struct Query(
     records::campaigns::graphql::CampaignsQuery,
     records::leads::graphql::LeadsQuery,
     records::opportunities::graphql::OpportunitiesQuery,
+    records::handoffs::graphql::HandoffsQuery,
     crate::metrics::graphql::MetricsQuery,
     crate::jobs::graphql::JobsQuery,
 );
@@ -35,18 +36,26 @@ pub struct Mutation(
     records::campaigns::graphql::CampaignsMutation,
     records::leads::graphql::LeadsMutation,
     records::opportunities::graphql::OpportunitiesMutation,
+    records::handoffs::graphql::HandoffsMutation,
     records::history::graphql::HistoryMutation,
 );
 
-pub type LockstepSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(records::handoffs::graphql::HandoffsSubscription);
+
+pub type LockstepSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema with the configured limits. Per-request data (the
 /// caller, the loaders) is added by the HTTP handler.
 pub fn build_schema(config: &Config, db: Option<DatabaseConnection>) -> LockstepSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(config.max_depth)
-        .limit_complexity(config.max_complexity)
-        .limit_directives(50);
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(config.max_depth)
+    .limit_complexity(config.max_complexity)
+    .limit_directives(50);
     if !config.introspection {
         builder = builder.disable_introspection();
     }

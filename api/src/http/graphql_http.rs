@@ -227,6 +227,20 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
                 "authentication required: send Authorization: Bearer <token>".into(),
             )
         })?;
+    authenticate_bearer(state, raw).await
+}
+
+/// The caller of an `Authorization` value (`Bearer <token>`).
+pub(crate) async fn authenticate_bearer(state: &AppState, raw: &str) -> Result<Caller, AppError> {
+    let (caller, _) = authenticate_bearer_until(state, raw).await?;
+    Ok(caller)
+}
+
+/// The caller of an `Authorization` value and when its token expires (Unix seconds).
+pub(crate) async fn authenticate_bearer_until(
+    state: &AppState,
+    raw: &str,
+) -> Result<(Caller, u64), AppError> {
     let token = raw
         .strip_prefix("Bearer ")
         .or_else(|| raw.strip_prefix("bearer "))
@@ -236,7 +250,8 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
             AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
         })?;
     let claims = state.keys.verify(token)?;
-    Caller::from_claims(&state.db, claims).await
+    let exp = claims.exp;
+    Ok((Caller::from_claims(&state.db, claims).await?, exp))
 }
 
 /// Outcome of one executed operation.
@@ -270,6 +285,12 @@ async fn execute(
             });
         }
     };
+    if let Some(reason) = super::hostile::enum_as_string(&doc) {
+        return Ok(Executed {
+            body: error_body(&reason, ErrorCode::BadUserInput),
+            request_error: true,
+        });
+    }
     if get
         && selected_operation(&doc, params.operation_name.as_deref())
             .is_some_and(|op| op.ty == OperationType::Mutation)

@@ -3,6 +3,7 @@
 
 mod graphiql;
 mod graphql_http;
+pub mod graphql_ws;
 mod hostile;
 
 use crate::auth::JwtKeys;
@@ -100,7 +101,7 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route(
             "/graphql",
-            get(graphql_http::get_handler).post(graphql_http::post_handler),
+            get(graphql_ws::get_or_upgrade).post(graphql_http::post_handler),
         )
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(healthz))

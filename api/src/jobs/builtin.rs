@@ -1,4 +1,4 @@
-//! The job kinds Lockstep ships, and its periodic jobs.
+//! The job kinds Lockstep ships (`jobs.prune`, `handoffs.expire`), and its periodic jobs.
 
 use super::{Registry, Schedule, now};
 use crate::error::AppResult;
@@ -12,6 +12,9 @@ use std::time::Duration;
 /// are kept for an operator to look at.
 pub const PRUNE: &str = "jobs.prune";
 pub const PRUNE_AFTER_DAYS: i64 = 7;
+
+/// Marks PENDING hand-offs past their `dueAt` EXPIRED; runs every minute.
+pub const HANDOFFS_EXPIRE: &str = "handoffs.expire";
 
 /// Sleeps `{"ms": N}` milliseconds (default 1000), then succeeds. A test
 /// kind: registered only when [`TEST_KINDS_ENV`] is `1` or `true`, so the
@@ -35,6 +38,15 @@ pub fn registry() -> Registry {
         tracing::info!(deleted, "pruned finished jobs");
         Ok(())
     });
+    registry.register(HANDOFFS_EXPIRE, |db, _payload| async move {
+        // Idempotent: a repeated run finds nothing left to expire. A batch
+        // larger than one run takes leaves the rest to the next minute.
+        let expired = crate::records::handoffs::service::expire_due(&db, now()).await?;
+        if !expired.is_empty() {
+            tracing::info!(expired = expired.len(), "expired overdue hand-offs");
+        }
+        Ok(())
+    });
     if test_kinds_enabled() {
         tracing::warn!("{TEST_KINDS_ENV} is set: the test-only job kind {SLEEP} is enabled");
         registry.register(SLEEP, |_db, payload| async move {
@@ -48,12 +60,20 @@ pub fn registry() -> Registry {
 
 /// Lockstep's periodic jobs.
 pub fn schedules() -> Vec<Schedule> {
-    vec![Schedule {
-        name: PRUNE.to_owned(),
-        kind: PRUNE.to_owned(),
-        payload: serde_json::json!({}),
-        every: Duration::from_secs(24 * 3600),
-    }]
+    vec![
+        Schedule {
+            name: PRUNE.to_owned(),
+            kind: PRUNE.to_owned(),
+            payload: serde_json::json!({}),
+            every: Duration::from_secs(24 * 3600),
+        },
+        Schedule {
+            name: HANDOFFS_EXPIRE.to_owned(),
+            kind: HANDOFFS_EXPIRE.to_owned(),
+            payload: serde_json::json!({}),
+            every: Duration::from_secs(60),
+        },
+    ]
 }
 
 /// Deletes the DONE jobs finished before `cutoff`; returns how many.

@@ -523,4 +523,56 @@ impl Metrics {
             })
             .collect())
     }
+    /// SLA compliance of a policy, per period bucket of the policy (MONTH or
+    /// QUARTER, the first and last cut to the period): MQLs delivered (leads
+    /// handed off under the policy, by the time they became MQL) against the
+    /// target; hand-offs due in the bucket (by `dueAt`), answered in time
+    /// (ACCEPTED or REJECTED at or before `dueAt`) and the rate; median
+    /// response hours over the due ones answered; and the due ones still
+    /// PENDING past `dueAt` now. Filters read a lead hand-off's lead and an
+    /// opportunity hand-off's opportunity, as the other metrics do.
+    async fn sla_compliance(
+        &self,
+        ctx: &Context<'_>,
+        policy_id: ID,
+    ) -> Result<Vec<crate::metrics::handoffs::graphql::SlaComplianceRow>> {
+        let db = db(ctx)?;
+        let policy =
+            crate::records::handoffs::policies::get(db, parse_id(&policy_id, "policyId")?).await?;
+        let rows = crate::metrics::handoffs::sla_compliance(
+            db,
+            &self.period,
+            &self.filter,
+            &policy,
+            chrono::Utc::now(),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|b| crate::metrics::handoffs::graphql::SlaComplianceRow::new(&policy, b))
+            .collect())
+    }
+
+    /// The hand-offs handed in the period, grouped by route (fromTeam →
+    /// toTeam), rejection reason, or user (who answered, else who it was
+    /// handed to): handed, accepted, rejected, expired, still pending, the
+    /// acceptance rate (accepted / handed), rejections by reason, and how
+    /// many accepted ones went on to an opportunity and to a win.
+    async fn handoff_audit(
+        &self,
+        ctx: &Context<'_>,
+        group_by: crate::metrics::handoffs::graphql::HandoffAuditGroup,
+    ) -> Result<Vec<crate::metrics::handoffs::graphql::HandoffAuditRow>> {
+        let rows = crate::metrics::handoffs::handoff_audit(
+            db(ctx)?,
+            &self.period,
+            &self.filter,
+            group_by.into(),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, c)| crate::metrics::handoffs::graphql::HandoffAuditRow::new(k, c))
+            .collect())
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod graphql;
+pub mod handoffs;
 pub mod rollups;
 pub mod service;
 pub(crate) mod sql;

@@ -41,7 +41,7 @@ pub struct MetricFilter {
 }
 
 /// Lead metrics: segment and target from the lead's account, team is the lead's team.
-fn lead_conditions(q: &mut Sql, f: &MetricFilter, l: &str) {
+pub(crate) fn lead_conditions(q: &mut Sql, f: &MetricFilter, l: &str) {
     if let Some(s) = f.segment {
         q.push(&format!(
             " AND {l}.account_id IN (SELECT id FROM accounts WHERE segment = "
@@ -114,7 +114,7 @@ fn account_conditions(q: &mut Sql, f: &MetricFilter, a: &str) {
     }
 }
 
-fn has_opp_conditions(f: &MetricFilter) -> bool {
+pub(crate) fn has_opp_conditions(f: &MetricFilter) -> bool {
     f.segment.is_some()
         || f.is_target.is_some()
         || f.source.is_some()
@@ -126,7 +126,7 @@ fn has_opp_conditions(f: &MetricFilter) -> bool {
 
 /// Opportunity metrics: segment and target from the account, source and
 /// campaign from the originating lead (none without a lead), team from the owner.
-fn opp_conditions(q: &mut Sql, f: &MetricFilter, o: &str) {
+pub(crate) fn opp_conditions(q: &mut Sql, f: &MetricFilter, o: &str) {
     if let Some(s) = f.segment {
         q.push(&format!(
             " AND {o}.account_id IN (SELECT id FROM accounts WHERE segment = "
@@ -172,7 +172,7 @@ fn opp_conditions(q: &mut Sql, f: &MetricFilter, o: &str) {
 }
 
 /// An integer column: BIGINT, or INTEGER for PostgreSQL's literals.
-fn i64_at(row: &QueryResult, col: &str) -> AppResult<i64> {
+pub(crate) fn i64_at(row: &QueryResult, col: &str) -> AppResult<i64> {
     match row.try_get::<Option<i64>>("", col) {
         Ok(v) => Ok(v.unwrap_or(0)),
         Err(_) => Ok(row
@@ -182,16 +182,16 @@ fn i64_at(row: &QueryResult, col: &str) -> AppResult<i64> {
     }
 }
 
-fn f64_at(row: &QueryResult, col: &str) -> AppResult<Option<f64>> {
+pub(crate) fn f64_at(row: &QueryResult, col: &str) -> AppResult<Option<f64>> {
     Ok(row.try_get::<Option<f64>>("", col)?)
 }
 
-fn ratio(num: i64, den: i64) -> Option<f64> {
+pub(crate) fn ratio(num: i64, den: i64) -> Option<f64> {
     (den != 0).then(|| num as f64 / den as f64)
 }
 
 /// `SUM` that is an integer on both backends (PostgreSQL's SUM(bigint) is numeric).
-fn sum(expr: &str) -> String {
+pub(crate) fn sum(expr: &str) -> String {
     format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)")
 }
 

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod campaigns;
 pub mod common;
 pub mod external_ids;
+pub mod handoffs;
 pub mod history;
 pub mod leads;
 pub mod opportunities;

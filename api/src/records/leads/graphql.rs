@@ -117,6 +117,18 @@ impl Lead {
         let rows = load_children::<StageHistoryOfLead, _>(ctx, self.0.id).await?;
         Ok(rows.into_iter().map(StageChange).collect())
     }
+    /// Its hand-offs between teams, oldest first.
+    async fn handoffs(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<crate::records::handoffs::graphql::Handoff>> {
+        let rows =
+            load_children::<crate::graphql::loaders::HandoffsOfLead, _>(ctx, self.0.id).await?;
+        Ok(rows
+            .into_iter()
+            .map(crate::records::handoffs::graphql::Handoff)
+            .collect())
+    }
     async fn external_ids(&self, ctx: &Context<'_>) -> Result<Vec<ExternalIdNode>> {
         let refs = load_children::<ExternalIdsOf, _>(ctx, (RecordKind::Lead, self.0.id)).await?;
         Ok(refs.into_iter().map(ExternalIdNode).collect())
@@ -479,7 +491,7 @@ impl LeadsMutation {
 
     /// Updates a lead's fields (its stage changes through `changeLeadStage`).
     async fn update_lead(&self, ctx: &Context<'_>, id: ID, input: LeadInput) -> Result<Lead> {
-        require(ctx, RECORD_WRITERS, "update leads")?;
+        let caller = require(ctx, RECORD_WRITERS, "update leads")?;
         let (fields, refs) = input.into_fields()?;
         if fields.stage.is_some() {
             return Err(
@@ -492,7 +504,7 @@ impl LeadsMutation {
             );
         }
         Ok(Lead(
-            service::update(db(ctx)?, parse_id(&id, "id")?, fields).await?,
+            service::update(db(ctx)?, &Actor::from(caller), parse_id(&id, "id")?, fields).await?,
         ))
     }
 

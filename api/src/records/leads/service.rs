@@ -316,6 +316,7 @@ pub async fn create_in(w: &mut Work, actor: &Actor, fields: LeadFields) -> AppRe
     }
     let actor = &actor.acting_as(w.db(), fields.actor_user_id).await?;
     let reason = optional_text(fields.reason.clone(), "reason")?;
+    let fields_backfilled = fields.created_at.is_some();
     let account_id = account_of_new(w, &fields).await?;
     if let Some(id) = account_id {
         w.lock_accounts(&[id], AccountLock::Reference).await?;
@@ -381,7 +382,31 @@ pub async fn create_in(w: &mut Work, actor: &Actor, fields: LeadFields) -> AppRe
         reason,
     )
     .await?;
-    Ok(created)
+    // A lead imported with its own history (a backfilled creation) keeps it:
+    // the SLA policies qualify only leads created now.
+    if fields_backfilled {
+        return Ok(created);
+    }
+    crate::records::handoffs::service::qualify_in(w, actor, created.id).await
+}
+
+/// Updates a lead's fields in the caller's unit and, when its score
+/// changed, lets the SLA policies qualify it (MQL, maybe an auto hand-off).
+pub async fn update_as_in(
+    w: &mut Work,
+    actor: &Actor,
+    id: Uuid,
+    fields: LeadFields,
+) -> AppResult<lead::Model> {
+    if let Some(Some(account)) = fields.account_id {
+        w.lock_accounts(&[account], AccountLock::Reference).await?;
+    }
+    let before = w.lock_lead(id).await?.score;
+    let updated = update_in(w, id, fields).await?;
+    if updated.score == before {
+        return Ok(updated);
+    }
+    crate::records::handoffs::service::qualify_in(w, actor, id).await
 }
 
 /// Creates a lead and links its external ids, all or nothing.
@@ -462,15 +487,17 @@ pub async fn create_many(
     .await
 }
 
-/// Updates a lead's fields (its own unit).
+/// Updates a lead's fields (its own unit); a changed score may qualify it
+/// by the SLA policies.
 pub async fn update(
     db: &DatabaseConnection,
+    actor: &Actor,
     id: Uuid,
     fields: LeadFields,
 ) -> AppResult<lead::Model> {
     let fields = &fields;
     uow::run(db, |mut w| async move {
-        let updated = update_in(&mut w, id, fields.clone()).await?;
+        let updated = update_as_in(&mut w, actor, id, fields.clone()).await?;
         w.commit(updated).await
     })
     .await
@@ -730,7 +757,7 @@ pub async fn upsert_in(
                 f.stage = None;
                 let reason = f.reason.take().unwrap_or_else(|| "synced".into());
                 let acting = actor.acting_as(w.db(), f.actor_user_id.take()).await?;
-                let mut updated = update_in(w, id, f).await?;
+                let mut updated = update_as_in(w, actor, id, f).await?;
                 if let Some(to) = stage
                     && to != updated.stage
                 {

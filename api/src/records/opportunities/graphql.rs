@@ -83,6 +83,19 @@ impl Opportunity {
         let rows = load_children::<StageHistoryOfOpportunity, _>(ctx, self.0.id).await?;
         Ok(rows.into_iter().map(StageChange).collect())
     }
+    /// Its hand-offs between teams, oldest first.
+    async fn handoffs(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<crate::records::handoffs::graphql::Handoff>> {
+        let rows =
+            load_children::<crate::graphql::loaders::HandoffsOfOpportunity, _>(ctx, self.0.id)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(crate::records::handoffs::graphql::Handoff)
+            .collect())
+    }
     async fn external_ids(&self, ctx: &Context<'_>) -> Result<Vec<ExternalIdNode>> {
         let refs =
             load_children::<ExternalIdsOf, _>(ctx, (RecordKind::Opportunity, self.0.id)).await?;
