@@ -11,6 +11,8 @@ pub enum ErrorCode {
     NotFound,
     BadUserInput,
     Conflict,
+    /// A rate limit's bucket is empty: HTTP 429 with `Retry-After`.
+    RateLimited,
     Internal,
 }
 
@@ -22,6 +24,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::BadUserInput => "BAD_USER_INPUT",
             ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -45,6 +48,8 @@ pub enum AppError {
         field: Option<String>,
         message: String,
     },
+    #[error("rate limit exceeded: retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -59,6 +64,7 @@ impl AppError {
             AppError::NotFound(_) => ErrorCode::NotFound,
             AppError::BadInput { .. } => ErrorCode::BadUserInput,
             AppError::Conflict { .. } => ErrorCode::Conflict,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -14,6 +14,7 @@ pub mod pagination;
 pub mod records;
 pub mod seed;
 pub mod setup;
+pub mod telemetry;
 pub mod uow;
 
 pub use config::Config;
