@@ -14,6 +14,7 @@ mod jobs;
 mod leads;
 mod metrics;
 mod opportunities;
+mod ops;
 mod reference;
 mod rollups;
 mod seed;

@@ -197,7 +197,8 @@ pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: 
             loader,
             |fut| tokio::spawn(crate::telemetry::in_request(fut)),
             HashMapCache::default(),
-        ).delay(delay)
+        )
+        .delay(delay)
     }
     use entity::{lead, opportunity, stage_change, touchpoint};
     data.insert(dl::<TeamById, _>(ById(db.clone(), PhantomData), delay));

@@ -43,7 +43,10 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
         if telemetry::otel_enabled() {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
             let _ = span.set_parent(telemetry::logging::extract_parent(req.headers()));
-            span.record("otel.name", format!("{} {}", req.method(), route_of(req.uri().path())));
+            span.record(
+                "otel.name",
+                format!("{} {}", req.method(), route_of(req.uri().path())),
+            );
         }
         span
     }
@@ -83,14 +86,21 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     if route == "/graphql" {
         metrics.statements_in_request(statements);
     }
-    metrics.http(route, res.status().as_u16(), started.elapsed().as_secs_f64());
+    metrics.http(
+        route,
+        res.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     res
 }
 
 /// The client's address: the peer, or the configured proxy header's last entry.
 fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
     if let Some(name) = &state.config.rate_limits.client_ip_header
-        && let Some(value) = req.headers().get(name.as_str()).and_then(|v| v.to_str().ok())
+        && let Some(value) = req
+            .headers()
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
         && let Some(ip) = value
             .rsplit(',')
             .next()
@@ -115,7 +125,12 @@ pub async fn address_limit(State(state): State<AppState>, req: Request, next: Ne
 }
 
 /// 429 with `Retry-After` and a GraphQL error coded `RATE_LIMITED`.
-pub(super) fn rate_limited(state: &AppState, media: Media, budget: &str, wait: Duration) -> Response {
+pub(super) fn rate_limited(
+    state: &AppState,
+    media: Media,
+    budget: &str,
+    wait: Duration,
+) -> Response {
     let secs = telemetry::limits::retry_after_secs(wait);
     state.telemetry.rate_limited(budget);
     state
@@ -140,7 +155,8 @@ pub async fn metrics_with_token(State(state): State<AppState>, headers: HeaderMa
     match scrape_allowed(&state, &headers) {
         Ok(()) => render(&state).await,
         Err(status) => {
-            let mut res = (status, "a scrape token or an ADMIN token is required\n").into_response();
+            let mut res =
+                (status, "a scrape token or an ADMIN token is required\n").into_response();
             if status == StatusCode::UNAUTHORIZED {
                 res.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -154,7 +170,10 @@ fn scrape_allowed(state: &AppState, headers: &HeaderMap) -> Result<(), StatusCod
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|raw| raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")))
+        .and_then(|raw| {
+            raw.strip_prefix("Bearer ")
+                .or_else(|| raw.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(StatusCode::UNAUTHORIZED)?;
@@ -173,10 +192,7 @@ fn scrape_allowed(state: &AppState, headers: &HeaderMap) -> Result<(), StatusCod
 }
 
 async fn render(state: &AppState) -> Response {
-    let text = state
-        .telemetry
-        .render(&state.db, &state.statements)
-        .await;
+    let text = state.telemetry.render(&state.db, &state.statements).await;
     (
         [(
             header::CONTENT_TYPE,

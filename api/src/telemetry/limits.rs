@@ -30,7 +30,9 @@ fn keyed<K: std::hash::Hash + Eq + Clone>(enabled: bool, budget: &Budget) -> Key
     }
     let rate = NonZeroU32::new(budget.per_second)?;
     let burst = NonZeroU32::new(budget.burst).unwrap_or(rate);
-    Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+    Some(RateLimiter::keyed(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
 }
 
 impl Limiter {

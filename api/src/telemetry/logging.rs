@@ -2,7 +2,9 @@
 //! one JSON object per line, and OpenTelemetry export over OTLP/HTTP when
 //! an endpoint is configured.
 
-use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanKind, TraceContextExt, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::sync::OnceLock;
@@ -85,8 +87,8 @@ pub fn init(
     otel_endpoint: Option<&str>,
     service_name: &str,
 ) -> Result<TelemetryGuard, Box<dyn std::error::Error + Send + Sync>> {
-    let filter = EnvFilter::try_from_env("LOCKSTEP_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_env("LOCKSTEP_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let provider = match otel_endpoint {
         Some(endpoint) => Some(otlp_provider(endpoint, service_name)?),
         None => None,

@@ -10,8 +10,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QuerySelect, sea_query::{Expr, Func},
+    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, Func},
 };
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex, OnceLock};
@@ -219,9 +219,7 @@ impl Metrics {
             operations: Mutex::new(HashSet::new()),
             registry: r,
         };
-        let _ = metrics
-            .registry
-            .register(Box::new(ROLLUP_REBUILD.clone()));
+        let _ = metrics.registry.register(Box::new(ROLLUP_REBUILD.clone()));
         metrics
     }
 
@@ -232,9 +230,7 @@ impl Metrics {
         };
         let valid = !name.is_empty()
             && name.len() <= MAX_OPERATION_NAME_LEN
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
             return "other".to_owned();
         }
@@ -313,15 +309,27 @@ impl Metrics {
         let (size, idle, max) = match db.get_database_backend() {
             DbBackend::Postgres => {
                 let pool = db.get_postgres_connection_pool();
-                (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
             }
             DbBackend::Sqlite => {
                 let pool = db.get_sqlite_connection_pool();
-                (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
             }
             _ => return,
         };
-        for (state, v) in [("open", size as i64), ("idle", idle as i64), ("max", max as i64)] {
+        for (state, v) in [
+            ("open", size as i64),
+            ("idle", idle as i64),
+            ("max", max as i64),
+        ] {
             self.pool.with_label_values(&["main", state]).set(v);
         }
     }
@@ -333,10 +341,7 @@ impl Metrics {
             .column(job::Column::Kind)
             .column(job::Column::Status)
             .column_as(Expr::expr(Func::count(Expr::col(job::Column::Id))), "n")
-            .column_as(
-                Expr::cust("CAST(SUM(attempts) AS BIGINT)"),
-                "attempts",
-            )
+            .column_as(Expr::cust("CAST(SUM(attempts) AS BIGINT)"), "attempts")
             .group_by(job::Column::Kind)
             .group_by(job::Column::Status)
             .into_tuple()
@@ -358,7 +363,10 @@ impl Metrics {
         let (count, oldest): (i64, Option<chrono::DateTime<chrono::Utc>>) = due
             .select_only()
             .column_as(Expr::expr(Func::count(Expr::col(job::Column::Id))), "n")
-            .column_as(Expr::expr(Func::min(Expr::col(job::Column::RunAt))), "oldest")
+            .column_as(
+                Expr::expr(Func::min(Expr::col(job::Column::RunAt))),
+                "oldest",
+            )
             .into_tuple()
             .one(db)
             .await?
