@@ -516,7 +516,13 @@ async fn a_traceparent_makes_the_request_and_its_sql_part_of_that_trace() {
         })
         .collect();
     assert!(!sql.is_empty(), "SQL statements are spans of the trace");
+    // The top-level field has its span, under the request; the statements are under it.
+    let resolver = in_trace
+        .iter()
+        .find(|s| s.name == "resolve accounts")
+        .expect("a span for the top-level field");
+    assert_eq!(resolver.parent_span_id, request.span_context.span_id());
     for s in &sql {
-        assert_eq!(s.parent_span_id, request.span_context.span_id());
+        assert_eq!(s.parent_span_id, resolver.span_context.span_id());
     }
 }

@@ -93,7 +93,7 @@ pub fn init(
         Some(endpoint) => Some(otlp_provider(endpoint, service_name)?),
         None => None,
     };
-    let otel = provider.as_ref().map(|p| otel_layer(p));
+    let otel = provider.as_ref().map(otel_layer);
     let (human, json) = match format {
         LogFormat::Human => (
             Some(tracing_subscriber::fmt::layer().with_target(false)),

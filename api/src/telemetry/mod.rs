@@ -5,6 +5,7 @@ pub mod limits;
 pub mod logging;
 pub mod prom;
 pub mod request_id;
+pub mod spans;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
