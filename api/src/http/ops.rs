@@ -38,11 +38,12 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
             role = Empty,
             code = Empty,
             otel.name = Empty,
-            otel.kind = "server",
+            otel.kind = Empty,
         );
         if telemetry::otel_enabled() {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
             let _ = span.set_parent(telemetry::logging::extract_parent(req.headers()));
+            span.record("otel.kind", "server");
             span.record(
                 "otel.name",
                 format!("{} {}", req.method(), route_of(req.uri().path())),
