@@ -117,19 +117,29 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 /// Logging per `LOCKSTEP_LOG`, else `default` (the bench stays quiet: a log
-/// line per request would be part of what it times).
-fn init_tracing_with(default: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("LOCKSTEP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+/// line per request would be part of what it times), in the configured
+/// format (`LOCKSTEP_LOG_FORMAT=json`), with OpenTelemetry export when an
+/// OTLP endpoint is configured. Keep the guard: dropping it flushes spans.
+fn init_tracing_with(default: &str) -> api::telemetry::logging::TelemetryGuard {
+    use api::telemetry::logging::{LogFormat, init};
+    // A configuration error is reported by the command itself, once logging works.
+    let config = Config::load().unwrap_or_default();
+    match init(
+        default,
+        LogFormat::parse(&config.log_format),
+        config.otel_endpoint.as_deref(),
+        &config.otel_service_name,
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("logging could not be set up: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
-fn init_tracing() {
-    init_tracing_with("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn");
+fn init_tracing() -> api::telemetry::logging::TelemetryGuard {
+    init_tracing_with("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn")
 }
 
 fn config_with(database_url: Option<String>) -> anyhow::Result<Config> {
@@ -150,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
             action,
             database_url,
         } => {
-            init_tracing();
+            let _telemetry = init_tracing();
             let config = config_with(database_url)?;
             let counter = Default::default();
             let db = api::db::connect(config.database_url(), counter).await?;
@@ -190,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
             write_secs,
             only_writes,
         } => {
-            init_tracing_with("warn");
+            let _telemetry = init_tracing_with("warn");
             let report = tools::bench::run(tools::bench::BenchOptions {
                 database_url,
                 leads,
@@ -210,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
             seed,
             database_url,
         } => {
-            init_tracing();
+            let _telemetry = init_tracing();
             let config = config_with(database_url)?;
             let db = api::db::connect(config.database_url(), Default::default()).await?;
             api::setup::migrate(&db).await?;
@@ -235,7 +245,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
+    let _telemetry = init_tracing();
+    api::telemetry::prom::mark_start();
     let mut config = config_with(args.database_url)?;
     if let Some(bind) = args.bind {
         config.bind = bind;
@@ -272,6 +283,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
+    let metrics_server = match app.state.config.metrics_bind.clone() {
+        Some(metrics_bind) => {
+            let metrics_listener = tokio::net::TcpListener::bind(&metrics_bind)
+                .await
+                .with_context(|| format!("binding {metrics_bind} (metrics_bind)"))?;
+            let metrics_addr = metrics_listener.local_addr()?;
+            tracing::info!("metrics on http://{metrics_addr}/metrics");
+            let router = api::http::metrics_router(app.state.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum_serve(metrics_listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     println!("\n  Lockstep is running.\n  GraphiQL:  http://{addr}/graphql");
     if embedded && app.state.keys.generated_secret {
         let token = app
@@ -311,14 +338,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .context("job runner task")?
             .map_err(api::error::Failure)?;
     }
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     served?;
     tracing::info!("shut down cleanly");
     Ok(())
 }
 
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
 /// `lockstep worker`: the job runner alone, until SIGINT/SIGTERM.
 async fn worker(database_url: Option<String>) -> anyhow::Result<()> {
-    init_tracing();
+    let _telemetry = init_tracing();
     let config = config_with(database_url)?;
     let db = api::db::connect(config.database_url(), Default::default()).await?;
     api::setup::migrate(&db).await?;

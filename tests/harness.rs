@@ -89,6 +89,11 @@ impl TestApp {
             demo: false,
             // Tests that write rows directly must not read a stale metric (the cache has its own tests).
             metrics_cache_secs: 0,
+            // Suites fire bursts from one address: the rate limits have their own tests (ops.rs).
+            rate_limits: api::config::RateLimits {
+                enabled: false,
+                ..Default::default()
+            },
             ..Config::default()
         };
         let mut dir = None;

@@ -18,6 +18,7 @@ mod leads;
 mod metrics;
 mod numbers;
 mod opportunities;
+mod ops;
 mod reference;
 mod rollups;
 mod seed;

@@ -65,6 +65,66 @@ pub struct Config {
     pub jobs_poll_ms: u64,
     /// On shutdown, how long running jobs may take before they are released.
     pub jobs_grace_secs: u64,
+    /// A bearer token that may scrape `/metrics` on the GraphQL port (besides ADMIN tokens).
+    pub metrics_token: Option<Secret>,
+    /// Serve `/metrics` on this address instead of the GraphQL port (no token asked there).
+    pub metrics_bind: Option<String>,
+    /// `human` (the default) or `json`: one JSON object per log line.
+    pub log_format: String,
+    /// OTLP/HTTP endpoint for traces (`OTEL_EXPORTER_OTLP_ENDPOINT` also sets it).
+    pub otel_endpoint: Option<String>,
+    /// `service.name` of the exported traces (`OTEL_SERVICE_NAME` also sets it).
+    pub otel_service_name: String,
+    /// Token buckets per subject (a budget per role) and per client address.
+    pub rate_limits: RateLimits,
+}
+
+/// A token bucket: `per_second` tokens flow in, at most `burst` are kept.
+/// `per_second = 0` means unlimited.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Budget {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Budget {
+    pub const fn new(per_second: u32, burst: u32) -> Budget {
+        Budget { per_second, burst }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RateLimits {
+    pub enabled: bool,
+    /// Per client address, before authentication.
+    pub address: Budget,
+    /// Header naming the client address when Lockstep runs behind a proxy
+    /// (e.g. `x-forwarded-for`: its last entry is used); unset: the peer address.
+    pub client_ip_header: Option<String>,
+    pub admin: Budget,
+    pub revops: Budget,
+    pub member: Budget,
+    /// BI tools' budget.
+    pub viewer: Budget,
+    /// CRMs' and importers' budget.
+    pub integration: Budget,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            enabled: true,
+            address: Budget::new(100, 400),
+            client_ip_header: None,
+            admin: Budget::new(50, 200),
+            revops: Budget::new(20, 100),
+            member: Budget::new(20, 100),
+            viewer: Budget::new(10, 60),
+            integration: Budget::new(50, 500),
+        }
+    }
 }
 
 impl Default for Config {
@@ -94,6 +154,12 @@ impl Default for Config {
             jobs_lease_secs: 30,
             jobs_poll_ms: 1_000,
             jobs_grace_secs: 20,
+            metrics_token: None,
+            metrics_bind: None,
+            log_format: "human".to_owned(),
+            otel_endpoint: None,
+            otel_service_name: "lockstep".to_owned(),
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -105,11 +171,22 @@ impl Config {
     pub fn load() -> Result<Config, Box<figment::Error>> {
         let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file("lockstep.toml"))
-            .merge(Env::prefixed("LOCKSTEP_"))
+            // Nested keys: `LOCKSTEP_RATE_LIMITS__VIEWER__PER_SECOND=5`.
+            .merge(Env::prefixed("LOCKSTEP_").split("__"))
             .extract()
             .map_err(Box::new)?;
         if config.database_url.is_none() {
             config.database_url = std::env::var("DATABASE_URL").ok();
+        }
+        if config.otel_endpoint.is_none() {
+            config.otel_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .ok()
+                .filter(|v| !v.is_empty());
+        }
+        if let Ok(name) = std::env::var("OTEL_SERVICE_NAME")
+            && !name.is_empty()
+        {
+            config.otel_service_name = name;
         }
         Ok(config)
     }

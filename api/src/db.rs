@@ -60,8 +60,9 @@ pub async fn connect(
         options.map_sqlx_postgres_opts(|o| o.options(PG_SESSION));
     }
     let mut db = Database::connect(options).await?;
-    db.set_metric_callback(move |_info| {
+    db.set_metric_callback(move |info| {
         counter.0.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::statement_ran(info);
     });
     Ok(db)
 }

@@ -12,6 +12,8 @@ pub enum ErrorCode {
     NotFound,
     BadUserInput,
     Conflict,
+    /// A rate limit's bucket is empty: HTTP 429 with `Retry-After`.
+    RateLimited,
     Internal,
 }
 
@@ -23,6 +25,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::BadUserInput => "BAD_USER_INPUT",
             ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -49,6 +52,9 @@ pub enum AppError {
         field: Option<String>,
         message: String,
     },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -60,6 +66,9 @@ impl AppError {
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::BadInput { message, .. } | AppError::Conflict { message, .. } => {
                 message.clone()
+            }
+            AppError::RateLimited { retry_after_secs } => {
+                format!("rate limit exceeded: retry in {retry_after_secs} s")
             }
             AppError::Internal(_) => "internal error".to_owned(),
         }
@@ -83,6 +92,9 @@ impl ErrorExtensions for AppError {
             ext.set("code", self.code().as_str());
             if let Some(field) = self.field() {
                 ext.set("field", field);
+            }
+            if let AppError::RateLimited { retry_after_secs } = self {
+                ext.set("retryAfter", *retry_after_secs);
             }
         })
     }
@@ -110,6 +122,7 @@ impl AppError {
             AppError::NotFound(_) => ErrorCode::NotFound,
             AppError::BadInput { .. } => ErrorCode::BadUserInput,
             AppError::Conflict { .. } => ErrorCode::Conflict,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }

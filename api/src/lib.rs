@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod records;
 pub mod setup;
+pub mod telemetry;
 pub mod uow;
 
 pub use config::Config;

@@ -376,6 +376,11 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         ))),
         demo: false,
         metrics_cache_secs: 0,
+        // The bench's one VIEWER fires far past any per-subject budget.
+        rate_limits: api::config::RateLimits {
+            enabled: false,
+            ..Default::default()
+        },
         ..Config::default()
     };
     let server = start(config.clone()).await?;

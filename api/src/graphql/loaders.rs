@@ -209,7 +209,12 @@ pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: 
         delay: Duration,
     ) -> DataLoader<L, HashMapCache> {
         // Request-scoped cache: a key loaded (or primed) once is not loaded again.
-        DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default()).delay(delay)
+        DataLoader::with_cache(
+            loader,
+            |fut| tokio::spawn(crate::telemetry::in_request(fut)),
+            HashMapCache::default(),
+        )
+        .delay(delay)
     }
     use entity::{lead, opportunity, stage_change, touchpoint};
     data.insert(dl::<TeamById, _>(ById(db.clone(), PhantomData), delay));

@@ -56,6 +56,11 @@ pub fn build_schema(config: &Config, db: Option<DatabaseConnection>) -> Lockstep
     .limit_depth(config.max_depth)
     .limit_complexity(config.max_complexity)
     .limit_directives(50);
+    // Spans for top-level fields, only when traces are exported: an
+    // extension is called for every field, so none is installed otherwise.
+    if config.otel_endpoint.is_some() || crate::telemetry::otel_enabled() {
+        builder = builder.extension(crate::telemetry::spans::ResolverSpans);
+    }
     if !config.introspection {
         builder = builder.disable_introspection();
     }

@@ -16,13 +16,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
 use std::time::{Duration, Instant};
+use tracing::Span;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
 const APPLICATION_JSON: &str = "application/json; charset=utf-8";
 
 /// The media type the response is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Media {
+pub(super) enum Media {
     GraphqlResponseJson,
     Json,
 }
@@ -62,7 +63,7 @@ fn accept_entries(headers: &HeaderMap) -> Vec<(String, f32)> {
 }
 
 /// Picks the response media type; `None` when nothing acceptable (406).
-fn negotiate(headers: &HeaderMap) -> Option<Media> {
+pub(super) fn negotiate(headers: &HeaderMap) -> Option<Media> {
     let entries = accept_entries(headers);
     if entries.is_empty() {
         return Some(Media::Json);
@@ -97,11 +98,11 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .any(|(m, q)| m == "text/html" && *q > 0.0)
 }
 
-fn error_body(message: &str, code: ErrorCode) -> Json {
+pub(super) fn error_body(message: &str, code: ErrorCode) -> Json {
     json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] })
 }
 
-fn respond(status: StatusCode, media: Media, body: &Json) -> Response {
+pub(super) fn respond(status: StatusCode, media: Media, body: &Json) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     (
         status,
@@ -254,6 +255,50 @@ pub(crate) async fn authenticate_bearer_until(
     Ok((Caller::from_claims(&state.db, claims).await?, exp))
 }
 
+/// Who the logs name: the user's id, or a service account's subject; never an e-mail.
+fn log_subject(caller: &Caller) -> String {
+    match &caller.user {
+        Some(user) => user.id.to_string(),
+        None if caller.subject.contains('@') => "redacted".to_owned(),
+        None => caller.subject.chars().take(128).collect(),
+    }
+}
+
+fn type_label(op: Option<&OperationDefinition>) -> &'static str {
+    match op.map(|o| o.ty) {
+        Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        None => "none",
+    }
+}
+
+/// `OK`, or the first error's code.
+fn outcome(errors: &[Json]) -> String {
+    errors
+        .first()
+        .map(|e| {
+            e["extensions"]["code"]
+                .as_str()
+                .unwrap_or(ErrorCode::Internal.as_str())
+                .to_owned()
+        })
+        .unwrap_or_else(|| "OK".to_owned())
+}
+
+/// Counts a request refused before its document was read.
+fn refused(state: &AppState, code: ErrorCode) {
+    state.telemetry.graphql("none", "none", code.as_str(), 0.0);
+    Span::current().record("code", code.as_str());
+}
+
+/// Names the caller in the request's span (and so in every log line after it).
+fn record_caller(caller: &Caller) {
+    let span = Span::current();
+    span.record("subject", log_subject(caller));
+    span.record("role", caller.role.as_str());
+}
+
 /// Outcome of one executed operation.
 struct Executed {
     body: Json,
@@ -266,10 +311,18 @@ async fn execute(
     caller: &Caller,
     params: Params,
     get: bool,
+    request_id: Option<&str>,
 ) -> Result<Executed, Response> {
     let started = Instant::now();
+    let metrics = &state.telemetry;
+    let op_label = metrics.operation_label(params.operation_name.as_deref());
+    let span = Span::current();
+    span.record("operation", op_label.as_str());
     // Before anything recursive reads it (the parser, input coercion).
     if let Some(reason) = super::hostile::refuse(&params.query, params.variables.as_ref()) {
+        let code = ErrorCode::BadUserInput.as_str();
+        metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
+        span.record("code", code);
         return Ok(Executed {
             body: error_body(&reason, ErrorCode::BadUserInput),
             request_error: true,
@@ -279,13 +332,19 @@ async fn execute(
         Ok(doc) => doc,
         Err(e) => {
             let err = ServerError::new(e.to_string(), e.positions().next());
+            let code = ErrorCode::BadUserInput.as_str();
+            metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
+            span.record("code", code);
             return Ok(Executed {
-                body: json!({ "errors": [error_json(err)] }),
+                body: json!({ "errors": [error_json(err, request_id)] }),
                 request_error: true,
             });
         }
     };
     if let Some(reason) = super::hostile::enum_as_string(&doc) {
+        let code = ErrorCode::BadUserInput.as_str();
+        metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
+        span.record("code", code);
         return Ok(Executed {
             body: error_body(&reason, ErrorCode::BadUserInput),
             request_error: true,
@@ -295,6 +354,9 @@ async fn execute(
         && selected_operation(&doc, params.operation_name.as_deref())
             .is_some_and(|op| op.ty == OperationType::Mutation)
     {
+        let code = ErrorCode::BadUserInput.as_str();
+        metrics.graphql(&op_label, "mutation", code, started.elapsed().as_secs_f64());
+        span.record("code", code);
         let mut res = respond(
             StatusCode::METHOD_NOT_ALLOWED,
             Media::Json,
@@ -306,6 +368,8 @@ async fn execute(
     }
     let operation_name = params.operation_name.clone();
     let operation = selected_operation(&doc, operation_name.as_deref());
+    let ty = type_label(operation);
+    span.record("operation_type", ty);
     // A dashboard's repeated metric query: served from the cache while no write intervened.
     let mut cache_key = None;
     if state.metrics_cache.enabled() && operation.is_some_and(cache::metrics_only) {
@@ -319,12 +383,18 @@ async fn execute(
                     params.variables.as_ref(),
                 );
                 if let Some(body) = state.metrics_cache.get(&key) {
+                    metrics.cache(true);
+                    let elapsed = started.elapsed().as_secs_f64();
+                    metrics.graphql(&op_label, ty, "OK", elapsed);
+                    span.record("code", "OK");
                     tracing::info!(
-                        operation = operation_name.as_deref().unwrap_or("-"),
-                        subject = %caller.subject,
+                        operation = %op_label,
+                        operation_type = ty,
+                        subject = %log_subject(caller),
                         role = %caller.role.as_str(),
                         cache = "hit",
-                        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        code = "OK",
+                        duration_ms = elapsed * 1000.0,
                         "graphql"
                     );
                     return Ok(Executed {
@@ -332,6 +402,7 @@ async fn execute(
                         request_error: false,
                     });
                 }
+                metrics.cache(false);
                 cache_key = Some(key);
             }
             Err(e) => {
@@ -365,7 +436,12 @@ async fn execute(
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
     let error_count = response.errors.len();
-    let errors: Vec<Json> = response.errors.into_iter().map(error_json).collect();
+    let errors: Vec<Json> = response
+        .errors
+        .into_iter()
+        .map(|e| error_json(e, request_id))
+        .collect();
+    let code = outcome(&errors);
     let mut body = Map::new();
     if !request_error {
         body.insert(
@@ -390,12 +466,17 @@ async fn execute(
     {
         state.metrics_cache.insert(key, body.clone());
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics.graphql(&op_label, ty, &code, elapsed);
+    span.record("code", code.as_str());
     tracing::info!(
-        operation = operation_name.as_deref().unwrap_or("-"),
-        subject = %caller.subject,
+        operation = %op_label,
+        operation_type = ty,
+        subject = %log_subject(caller),
         role = %caller.role.as_str(),
         errors = error_count,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        code = %code,
+        duration_ms = elapsed * 1000.0,
         "graphql"
     );
     Ok(Executed {
@@ -405,8 +486,9 @@ async fn execute(
 }
 
 /// Serializes an error with its stable `extensions.code`; internal errors
-/// are logged and replaced by a generic message.
-fn error_json(mut err: ServerError) -> Json {
+/// are logged and replaced by a generic message carrying the request's id
+/// (`extensions.requestId`), which finds the log line.
+fn error_json(mut err: ServerError, request_id: Option<&str>) -> Json {
     // Lockstep's own errors carry their code already: `AppError` becomes a
     // GraphQL error through `ErrorExtensions`, where it is made.
     let has_code = err
@@ -426,6 +508,14 @@ fn error_json(mut err: ServerError) -> Json {
         err.extensions
             .get_or_insert_with(ErrorExtensionValues::default)
             .set("code", code.as_str());
+    }
+    let ext = err
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default);
+    let internal =
+        matches!(ext.get("code"), Some(Value::String(c)) if c == ErrorCode::Internal.as_str());
+    if internal && let Some(id) = request_id {
+        ext.set("requestId", id);
     }
     serde_json::to_value(&err).unwrap_or_else(|_| error_body("internal error", ErrorCode::Internal))
 }
@@ -453,13 +543,24 @@ pub async fn get_handler(
     };
     let caller = match authenticate(&state, &headers).await {
         Ok(c) => c,
-        Err(e) => return unauthenticated(media, &e.message()),
+        Err(e) => {
+            refused(&state, ErrorCode::Unauthenticated);
+            return unauthenticated(media, &e.message());
+        }
     };
+    record_caller(&caller);
+    if let Err(wait) = state.limiter.check_subject(caller.role, &caller.subject) {
+        return super::ops::rate_limited(&state, media, &caller.role.as_str(), wait);
+    }
     let params = match params_from_query_string(&raw) {
         Ok(p) => p,
-        Err(msg) => return request_error(media, msg),
+        Err(msg) => {
+            refused(&state, ErrorCode::BadUserInput);
+            return request_error(media, msg);
+        }
     };
-    match execute(&state, &caller, params, true).await {
+    let request_id = crate::telemetry::request_id::of(&headers);
+    match execute(&state, &caller, params, true, request_id).await {
         Ok(executed) => respond(status_for(media, &executed), media, &executed.body),
         Err(res) => res,
     }
@@ -490,11 +591,22 @@ pub async fn post_handler(
     }
     let caller = match authenticate(&state, &headers).await {
         Ok(c) => c,
-        Err(e) => return unauthenticated(media, &e.message()),
+        Err(e) => {
+            refused(&state, ErrorCode::Unauthenticated);
+            return unauthenticated(media, &e.message());
+        }
     };
+    record_caller(&caller);
+    if let Err(wait) = state.limiter.check_subject(caller.role, &caller.subject) {
+        return super::ops::rate_limited(&state, media, &caller.role.as_str(), wait);
+    }
+    let request_id = crate::telemetry::request_id::of(&headers);
     let value: Json = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(_) => return request_error(media, "the request body is not valid JSON"),
+        Err(_) => {
+            refused(&state, ErrorCode::BadUserInput);
+            return request_error(media, "the request body is not valid JSON");
+        }
     };
     match value {
         Json::Array(items) => {
@@ -514,7 +626,7 @@ pub async fn post_handler(
                     Ok(p) => p,
                     Err(msg) => return request_error(media, msg),
                 };
-                match execute(&state, &caller, params, false).await {
+                match execute(&state, &caller, params, false, request_id).await {
                     Ok(executed) => out.push(executed.body),
                     Err(res) => return res,
                 }
@@ -526,7 +638,7 @@ pub async fn post_handler(
                 Ok(p) => p,
                 Err(msg) => return request_error(media, msg),
             };
-            match execute(&state, &caller, params, false).await {
+            match execute(&state, &caller, params, false, request_id).await {
                 Ok(executed) => respond(status_for(media, &executed), media, &executed.body),
                 Err(res) => res,
             }

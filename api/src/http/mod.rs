@@ -5,6 +5,9 @@ mod graphiql;
 mod graphql_http;
 pub mod graphql_ws;
 mod hostile;
+mod ops;
+
+pub use ops::metrics_router;
 
 use crate::auth::JwtKeys;
 use crate::config::Config;
@@ -12,16 +15,21 @@ use crate::db::{self, StatementCounter};
 use crate::graphql::{LockstepSchema, build_schema};
 use crate::jobs::RunnerHealth;
 use crate::metrics::cache::MetricsCache;
+use crate::telemetry::limits::Limiter;
+use crate::telemetry::prom::Metrics;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
+use axum::middleware;
 use axum::routing::get;
 use axum::{Json, Router};
 use sea_orm::DatabaseConnection;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -38,6 +46,10 @@ pub struct AppState {
     pub metrics_cache: MetricsCache,
     /// The liveness of this process's job runner, when it runs one.
     pub jobs: Option<Arc<RunnerHealth>>,
+    /// Prometheus metrics of this application (`/metrics`).
+    pub telemetry: Arc<Metrics>,
+    /// Rate limits (token buckets of this process).
+    pub limiter: Arc<Limiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +79,8 @@ impl App {
             schema,
             keys,
             metrics_cache: MetricsCache::new(config.metrics_cache_secs),
+            telemetry: Arc::new(Metrics::new()),
+            limiter: Arc::new(Limiter::new(&config.rate_limits)),
             config: Arc::new(config),
             statements,
             jobs: None,
@@ -90,9 +104,14 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        // The peer address feeds the per-address rate limit.
+        axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 
@@ -101,23 +120,44 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route(
             "/graphql",
-            get(graphql_ws::get_or_upgrade).post(graphql_http::post_handler),
+            get(graphql_ws::get_or_upgrade)
+                .post(graphql_http::post_handler)
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    ops::address_limit,
+                )),
         )
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    if config.metrics_bind.is_none() {
+        app = app.route("/metrics", get(ops::metrics_with_token));
+    }
+    let mut app = app
+        .with_state(state.clone())
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(axum::middleware::map_response(too_large_as_json))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.request_timeout_secs),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(ops::RequestSpan))
         // A panic anywhere in a request is an INTERNAL answer, never a
-        // dropped connection (outermost, so it also covers the layers).
+        // dropped connection; inside the request-id and metrics layers, so
+        // the answer carries its id and is counted.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_as_internal,
+        ))
+        .layer(middleware::from_fn_with_state(state, ops::observe))
+        .layer(PropagateRequestIdLayer::new(
+            crate::telemetry::request_id::HEADER,
+        ))
+        .layer(SetRequestIdLayer::new(
+            crate::telemetry::request_id::HEADER,
+            MakeRequestUuid,
+        ))
+        .layer(middleware::map_request(
+            crate::telemetry::request_id::sanitize,
         ));
     if !config.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = config
@@ -133,6 +173,13 @@ pub fn router(state: AppState) -> Router {
                     axum::http::header::AUTHORIZATION,
                     axum::http::header::CONTENT_TYPE,
                     axum::http::header::ACCEPT,
+                    crate::telemetry::request_id::HEADER,
+                    axum::http::HeaderName::from_static("traceparent"),
+                    axum::http::HeaderName::from_static("tracestate"),
+                ])
+                .expose_headers([
+                    crate::telemetry::request_id::HEADER,
+                    axum::http::header::RETRY_AFTER,
                 ]),
         );
     }

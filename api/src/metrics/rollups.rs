@@ -462,11 +462,13 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
 
 /// Recomputes every rollup from the records, in one transaction.
 pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<(), DbErr> {
+    let started = std::time::Instant::now();
     #[allow(clippy::disallowed_methods)] // maintenance: the rollups, not the records
     let txn = crate::db::begin_write(db).await?;
     rebuild_in(&txn).await?;
     txn.commit().await?;
     vacuum(db).await;
+    crate::telemetry::prom::observe_rollup_rebuild(started.elapsed().as_secs_f64());
     Ok(())
 }
 
