@@ -283,22 +283,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
-    let metrics_server = match app.state.config.metrics_bind.clone() {
-        Some(metrics_bind) => {
-            let metrics_listener = tokio::net::TcpListener::bind(&metrics_bind)
-                .await
-                .with_context(|| format!("binding {metrics_bind} (metrics_bind)"))?;
-            let metrics_addr = metrics_listener.local_addr()?;
-            tracing::info!("metrics on http://{metrics_addr}/metrics");
-            let router = api::http::metrics_router(app.state.clone());
-            Some(tokio::spawn(async move {
-                if let Err(e) = axum_serve(metrics_listener, router).await {
-                    tracing::error!(error = %e, "the metrics listener stopped");
-                }
-            }))
-        }
-        None => None,
-    };
+    let metrics_server = spawn_metrics_listener(&app.state).await?;
     println!("\n  Lockstep is running.\n  GraphiQL:  http://{addr}/graphql");
     if embedded && app.state.keys.generated_secret {
         let token = app
@@ -319,7 +304,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     let runner = if jobs {
-        let runner = Runner::from_config(app.state.db.clone(), &runner_config);
+        let runner = Runner::from_config(app.state.db.clone(), &runner_config)
+            .with_metrics(app.state.telemetry.clone());
         app = app.with_jobs(runner.health());
         Some(runner.spawn(shutdown.clone()))
     } else {
@@ -353,18 +339,53 @@ async fn axum_serve(
     axum::serve(listener, router).await
 }
 
-/// `lockstep worker`: the job runner alone, until SIGINT/SIGTERM.
+/// `/metrics` on `metrics_bind`, when one is configured.
+async fn spawn_metrics_listener(
+    state: &api::http::AppState,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(metrics_bind) = state.config.metrics_bind.clone() else {
+        return Ok(None);
+    };
+    let metrics_listener = tokio::net::TcpListener::bind(&metrics_bind)
+        .await
+        .with_context(|| format!("binding {metrics_bind} (metrics_bind)"))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    tracing::info!("metrics on http://{metrics_addr}/metrics");
+    let router = api::http::metrics_router(state.clone());
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = axum_serve(metrics_listener, router).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    })))
+}
+
+/// `lockstep worker`: the job runner alone, until SIGINT/SIGTERM, with
+/// `/metrics` on `metrics_bind` when one is configured (it has no GraphQL
+/// port to share).
 async fn worker(database_url: Option<String>) -> anyhow::Result<()> {
     let _telemetry = init_tracing();
-    let config = config_with(database_url)?;
-    let db = api::db::connect(config.database_url(), Default::default()).await?;
-    api::setup::migrate(&db).await?;
+    api::telemetry::prom::mark_start();
+    let mut config = config_with(database_url)?;
+    // A worker verifies no token (its /metrics is on metrics_bind, which asks
+    // for none): without a configured key, a throwaway one lets it start.
+    config.ensure_some_jwt_key();
+    let runner_config = config.clone();
+    let app = App::build(config).await?;
+    let metrics_server = spawn_metrics_listener(&app.state).await?;
+    if metrics_server.is_none() {
+        tracing::info!("no metrics_bind: this worker serves no /metrics");
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let runner = Runner::from_config(db.clone(), &config);
+    let runner = Runner::from_config(app.state.db.clone(), &runner_config)
+        .with_metrics(app.state.telemetry.clone());
     tracing::info!(runner = runner.id(), "worker started");
-    runner.run(shutdown).await.map_err(api::error::Failure)?;
-    db.close().await?;
+    let ran = runner.run(shutdown).await.map_err(api::error::Failure);
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
+    ran?;
+    app.state.db.close().await?;
     tracing::info!("shut down cleanly");
     Ok(())
 }

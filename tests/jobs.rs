@@ -268,6 +268,69 @@ fn spawn_worker(app: &TestApp, dir: &std::path::Path, grace_secs: u64) -> Worker
     )
 }
 
+db_test!(
+    a_worker_serves_its_own_metrics_on_metrics_bind,
+    |app| async move {
+        let db = app.db().clone();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let id = jobs::enqueue(&db, jobs::builtin::SLEEP, json!({ "ms": 5 }), None, None)
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(id);
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lockstep"));
+        command
+            .args(["worker", "--database-url", app.state.config.database_url()])
+            .current_dir(dir.path())
+            .env_remove("LOCKSTEP_DATABASE_URL")
+            .env_remove("DATABASE_URL")
+            .env(jobs::builtin::TEST_KINDS_ENV, "1")
+            .env("LOCKSTEP_JOBS_POLL_MS", "50")
+            .env("LOCKSTEP_METRICS_BIND", format!("127.0.0.1:{port}"))
+            .env("LOCKSTEP_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let _worker = Worker(command.spawn().expect("spawn lockstep worker"));
+        for id in ids {
+            wait_until(Duration::from_secs(60), "the worker runs the job", || {
+                let db = db.clone();
+                async move { get(&db, id).await.status == JobStatus::Done }
+            })
+            .await;
+        }
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let body = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains(r#"lockstep_job_runs_total{kind="diagnostics.sleep",outcome="done"} 2"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"lockstep_job_run_duration_seconds_count{kind="diagnostics.sleep"} 2"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"lockstep_jobs{kind="diagnostics.sleep",status="DONE"} 2"#),
+            "{body}"
+        );
+    }
+);
+
 async fn wait_running(db: &DatabaseConnection, id: uuid::Uuid) -> job::Model {
     wait_until(Duration::from_secs(60), "the worker runs the job", || {
         let db = db.clone();

@@ -433,6 +433,99 @@ async fn a_burst_over_the_budget_gets_429_while_another_subject_goes_on() {
     app.cleanup().await;
 }
 
+/// A second server (replica) over `app`'s database and configuration.
+async fn replica_of(app: &TestApp) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let replica = api::http::App::build((*app.state.config).clone())
+        .await
+        .expect("build a replica");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = replica
+            .serve(listener, async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (url, tx)
+}
+
+/// With `rate_limits.shared` on PostgreSQL, two replicas take from one
+/// bucket per subject: a burst spent on one is spent on the other.
+#[tokio::test]
+async fn shared_budgets_hold_across_replicas_on_postgresql() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.rate_limits.enabled = true;
+        c.rate_limits.shared = true;
+        // Refills once a minute: the test cannot race the refill.
+        c.rate_limits.viewer = api::config::Budget::new(1, 3);
+        c.rate_limits.integration = api::config::Budget::new(1, 3);
+    })
+    .await;
+    assert!(app.state.limiter.is_shared());
+    let (other, stop) = replica_of(&app).await;
+    let me = json!({ "query": "{ me { role } }" });
+    let send = |url: String, token: String| {
+        let client = app.client.clone();
+        let me = me.clone();
+        async move {
+            client
+                .post(format!("{url}/graphql"))
+                .bearer_auth(token)
+                .json(&me)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let a = app.token(Role::Viewer, "bi-shared");
+    // Eight requests alternating between the replicas: one bucket of 3
+    // (refilling one a second) lets 3 through, where two buckets of their
+    // own would let 6 through.
+    let started = std::time::Instant::now();
+    let mut ok = 0;
+    let mut refused_by = std::collections::HashSet::new();
+    for i in 0..8 {
+        let url = if i % 2 == 0 { &app.url } else { &other };
+        let res = send(url.clone(), a.clone()).await;
+        match res.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                let retry: u64 = res.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=2).contains(&retry), "about a second: {retry}");
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(error_code(&body), Some("RATE_LIMITED"), "{body}");
+                refused_by.insert(url.clone());
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let refills = started.elapsed().as_secs();
+    assert!(ok >= 3, "the burst goes through: {ok}");
+    assert!(
+        ok <= 3 + refills,
+        "{ok} requests went through in {refills} s: the replicas do not share the bucket"
+    );
+    if refills == 0 {
+        assert_eq!(refused_by.len(), 2, "both replicas refuse the subject");
+    }
+    // Another subject, and the same subject under another role, are unaffected.
+    let b = app.token(Role::Viewer, "bi-other");
+    assert_eq!(send(other.clone(), b).await.status(), 200);
+    let same_as_integration = app.token(Role::Integration, "bi-shared");
+    assert_eq!(send(other.clone(), same_as_integration).await.status(), 200);
+    let _ = stop.send(());
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn the_address_budget_applies_before_the_token() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
@@ -462,9 +555,14 @@ async fn the_address_budget_applies_before_the_token() {
     app.cleanup().await;
 }
 
+/// The tests that install an OpenTelemetry layer run one at a time: SQL
+/// statement spans go to the tracer installed last, which is process-wide.
+static OTEL_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Single-threaded on PostgreSQL, as above: the server's spans go to this thread's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn a_traceparent_makes_the_request_and_its_sql_part_of_that_trace() {
+    let _one_at_a_time = OTEL_TESTS.lock().await;
     use opentelemetry::trace::TraceId;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
     use tracing_subscriber::layer::SubscriberExt;
@@ -538,4 +636,220 @@ async fn a_traceparent_makes_the_request_and_its_sql_part_of_that_trace() {
     for s in &sql {
         assert_eq!(s.parent_span_id, resolver.span_context.span_id());
     }
+}
+
+/// A job enqueued inside a traced request runs in a span of its own trace,
+/// linked to the enqueuing span; the job's SQL statements are under it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_job_run_is_linked_to_the_span_that_enqueued_it() {
+    let _one_at_a_time = OTEL_TESTS.lock().await;
+    use api::jobs::{CancellationToken, Registry, Runner, RunnerConfig};
+    use opentelemetry::trace::{TraceContextExt, TraceId};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use sea_orm::{ConnectionTrait, EntityTrait};
+    use std::time::Duration;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(api::telemetry::logging::otel_layer(&provider));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let Some(app) = single_thread_app().await else {
+        return;
+    };
+    let db = app.db().clone();
+
+    // The enqueuing side: a span in a trace that came in with a traceparent.
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        format!("00-{trace_id}-b7ad6b7169203331-01")
+            .parse()
+            .unwrap(),
+    );
+    let enqueuing = tracing::info_span!("enqueue");
+    let _ = enqueuing.set_parent(api::telemetry::logging::extract_parent(&headers));
+    let job_id = {
+        let _entered = enqueuing.enter();
+        api::jobs::enqueue(&db, "test.traced", json!({}), None, None)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let enqueuing_span_id = enqueuing.context().span().span_context().span_id();
+    drop(enqueuing);
+
+    let mut registry = Registry::new();
+    registry.register("test.traced", |db, _payload| async move {
+        let backend = db.get_database_backend();
+        db.query_one_raw(sea_orm::Statement::from_string(backend, "SELECT 1 AS one"))
+            .await?;
+        Ok(())
+    });
+    let config = RunnerConfig {
+        poll_interval: Duration::from_millis(20),
+        ..RunnerConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let runner = Runner::new(db.clone(), registry, config).spawn(shutdown.clone());
+    let started = std::time::Instant::now();
+    loop {
+        let job = entity::job::Entity::find_by_id(job_id)
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        if job.status == entity::enums::JobStatus::Done {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "job not done");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    runner.await.unwrap().unwrap();
+    app.cleanup().await;
+    let _ = provider.force_flush();
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let job_span = spans
+        .iter()
+        .find(|s| s.name == "job test.traced")
+        .unwrap_or_else(|| {
+            panic!(
+                "no job span in {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        });
+    let wanted = TraceId::from_hex(trace_id).unwrap();
+    assert_ne!(
+        job_span.span_context.trace_id(),
+        wanted,
+        "the run is its own trace, not a child of the request"
+    );
+    let link = job_span
+        .links
+        .iter()
+        .next()
+        .expect("the job span links to the enqueuing span");
+    assert_eq!(link.span_context.trace_id(), wanted);
+    assert_eq!(link.span_context.span_id(), enqueuing_span_id);
+    let sql_under_job = spans.iter().any(|s| {
+        s.parent_span_id == job_span.span_context.span_id()
+            && s.attributes.iter().any(|kv| {
+                kv.key.as_str() == "db.query.text" && kv.value.as_str() == "SELECT 1 AS one"
+            })
+    });
+    assert!(sql_under_job, "the handler's SQL is traced under the job");
+}
+
+/// Over WebSocket, opening the connection and every operation started on it
+/// take from the caller's budget, and are counted in `/metrics`.
+#[tokio::test]
+async fn websocket_operations_take_from_the_budget_and_are_counted() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.rate_limits.enabled = true;
+        c.rate_limits.viewer = api::config::Budget::new(1, 3);
+    })
+    .await;
+    let token = app.token(Role::Viewer, "ws-ops");
+    let mut req = format!("ws://{}/graphql", app.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let started = std::time::Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}})
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    // Six subscriptions on a budget of 3, one of them spent on the connection.
+    for id in 1..=6 {
+        ws.send(Message::text(
+            json!({"id": id.to_string(), "type": "subscribe", "payload": {
+                "query": "subscription Watch { handoffs { id } }",
+                "operationName": "Watch",
+            }})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    let mut acked = false;
+    let mut refused = Vec::new();
+    while let Ok(Some(Ok(msg))) =
+        tokio::time::timeout(std::time::Duration::from_secs(3), ws.next()).await
+    {
+        let Message::Text(text) = msg else { continue };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        match v["type"].as_str() {
+            Some("connection_ack") => acked = true,
+            Some("next") | Some("error") => {
+                let errors = if v["type"] == "error" {
+                    v["payload"].clone()
+                } else {
+                    v["payload"]["errors"].clone()
+                };
+                assert_eq!(
+                    errors[0]["extensions"]["code"], "RATE_LIMITED",
+                    "only refusals are heard: {v}"
+                );
+                assert!(errors[0]["extensions"]["retryAfter"].as_u64() >= Some(1));
+                refused.push(v["id"].as_str().unwrap().to_owned());
+            }
+            _ => {}
+        }
+        if refused.len() == 4 {
+            break;
+        }
+    }
+    let refills = started.elapsed().as_secs() as usize;
+    assert!(acked, "the connection took one token and was accepted");
+    let ran = 6 - refused.len();
+    assert!(
+        (2..=2 + refills).contains(&ran),
+        "{ran} subscriptions started on a budget of 3 (one spent on the connection)"
+    );
+    let _ = ws.close(None).await;
+
+    let (_, text) = scrape(&app, Some(&app.admin_token())).await;
+    assert_eq!(
+        sample(
+            &text,
+            "lockstep_graphql_requests_total",
+            &[
+                ("operation", "Watch"),
+                ("type", "subscription"),
+                ("code", "OK")
+            ]
+        ),
+        Some(ran as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "lockstep_graphql_requests_total",
+            &[
+                ("operation", "Watch"),
+                ("type", "subscription"),
+                ("code", "RATE_LIMITED")
+            ]
+        ),
+        Some(refused.len() as f64),
+        "{text}"
+    );
+    app.cleanup().await;
 }

@@ -98,6 +98,9 @@ impl Budget {
 #[serde(default)]
 pub struct RateLimits {
     pub enabled: bool,
+    /// Subject budgets shared by every replica (kept in PostgreSQL; one
+    /// statement per request). Off: each replica has its own buckets.
+    pub shared: bool,
     /// Per client address, before authentication.
     pub address: Budget,
     /// Header naming the client address when Lockstep runs behind a proxy
@@ -116,6 +119,7 @@ impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
             enabled: true,
+            shared: false,
             address: Budget::new(100, 400),
             client_ip_header: None,
             admin: Budget::new(50, 200),
@@ -123,6 +127,20 @@ impl Default for RateLimits {
             member: Budget::new(20, 100),
             viewer: Budget::new(10, 60),
             integration: Budget::new(50, 500),
+        }
+    }
+}
+
+impl Config {
+    /// Sets a random HS256 secret when no JWT key is configured (for
+    /// processes that verify no token, such as `lockstep worker`).
+    pub fn ensure_some_jwt_key(&mut self) {
+        if self.jwt_secret.is_none() && self.jwt_public_key.is_none() {
+            self.jwt_secret = Some(Secret(format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )));
         }
     }
 }

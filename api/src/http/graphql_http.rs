@@ -549,7 +549,11 @@ pub async fn get_handler(
         }
     };
     record_caller(&caller);
-    if let Err(wait) = state.limiter.check_subject(caller.role, &caller.subject) {
+    if let Err(wait) = state
+        .limiter
+        .check_subject(caller.role, &caller.subject)
+        .await
+    {
         return super::ops::rate_limited(&state, media, &caller.role.as_str(), wait);
     }
     let params = match params_from_query_string(&raw) {
@@ -597,7 +601,11 @@ pub async fn post_handler(
         }
     };
     record_caller(&caller);
-    if let Err(wait) = state.limiter.check_subject(caller.role, &caller.subject) {
+    if let Err(wait) = state
+        .limiter
+        .check_subject(caller.role, &caller.subject)
+        .await
+    {
         return super::ops::rate_limited(&state, media, &caller.role.as_str(), wait);
     }
     let request_id = crate::telemetry::request_id::of(&headers);

@@ -74,13 +74,14 @@ impl App {
         crate::setup::migrate(&db).await?;
         let keys = Arc::new(JwtKeys::from_config(&config)?);
         let schema = build_schema(&config, Some(db.clone()));
+        let limiter = Arc::new(Limiter::with_database(&config.rate_limits, Some(&db)));
         let state = AppState {
             db,
             schema,
             keys,
             metrics_cache: MetricsCache::new(config.metrics_cache_secs),
             telemetry: Arc::new(Metrics::new()),
-            limiter: Arc::new(Limiter::new(&config.rate_limits)),
+            limiter,
             config: Arc::new(config),
             statements,
             jobs: None,

@@ -36,6 +36,8 @@ pub fn registry() -> Registry {
         let cutoff = now() - chrono::Duration::days(PRUNE_AFTER_DAYS);
         let deleted = prune(&db, cutoff).await?;
         tracing::info!(deleted, "pruned finished jobs");
+        let buckets = crate::telemetry::limits::prune_shared(&db).await?;
+        tracing::info!(buckets, "pruned full rate-limit buckets");
         Ok(())
     });
     registry.register(HANDOFFS_EXPIRE, |db, _payload| async move {

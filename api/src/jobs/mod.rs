@@ -203,6 +203,7 @@ async fn insert(
         created_at: Set(now),
         updated_at: Set(now),
         finished_at: Set(None),
+        trace_parent: Set(crate::telemetry::logging::current_traceparent()),
     };
     let inserted = job::Entity::insert(row)
         .on_conflict(

@@ -8,6 +8,7 @@ use super::{JobError, JobResult, now};
 use crate::config::Config;
 use crate::db::{begin_write, is_postgres};
 use crate::error::{AppError, AppResult};
+use crate::telemetry::prom::Metrics;
 use chrono::{DateTime, Utc};
 use entity::enums::JobStatus;
 use entity::job;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 type Handler = Arc<
     dyn Fn(DatabaseConnection, serde_json::Value) -> BoxFuture<'static, JobResult> + Send + Sync,
@@ -183,6 +185,7 @@ pub struct Runner {
     schedules: Vec<Schedule>,
     id: String,
     health: Arc<RunnerHealth>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What one runner needs inside a job's task.
@@ -192,6 +195,7 @@ struct Shared {
     registry: Arc<Registry>,
     config: RunnerConfig,
     id: Arc<str>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Runner {
@@ -209,6 +213,7 @@ impl Runner {
             config,
             schedules: Vec::new(),
             id,
+            metrics: None,
         }
     }
 
@@ -222,6 +227,13 @@ impl Runner {
     /// ticks every schedule, whoever registered it).
     pub fn with_schedules(mut self, schedules: Vec<Schedule>) -> Runner {
         self.schedules = schedules;
+        self
+    }
+
+    /// Counts the attempts this runner makes in `metrics` (`/metrics`'
+    /// `lockstep_job_runs_total` and `lockstep_job_run_duration_seconds`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Runner {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -248,6 +260,7 @@ impl Runner {
             registry: self.registry.clone(),
             config: self.config.clone(),
             id: Arc::from(self.id.as_str()),
+            metrics: self.metrics.clone(),
         };
         let kinds = self.registry.kinds();
         tracing::info!(runner = %self.id, kinds = ?kinds, "job runner started");
@@ -471,6 +484,7 @@ async fn execute(
     permit: OwnedSemaphorePermit,
     finished: Arc<Notify>,
 ) {
+    let started = Instant::now();
     let outcome = if job.attempts > job.max_attempts {
         // Claimed again after its last attempt's lease ran out: its runner
         // died on it (perhaps because of it). Not run again.
@@ -485,6 +499,7 @@ async fn execute(
                 Err(e) => Err(JobError::from(e)),
                 Ok(payload) => AssertUnwindSafe(handler(shared.db.clone(), payload))
                     .catch_unwind()
+                    .instrument(job_span(&job))
                     .await
                     .unwrap_or_else(|panic| {
                         let what = panic
@@ -501,6 +516,15 @@ async fn execute(
         Ok(()) => complete(&shared, &job).await,
         Err(e) => fail(&shared, &job, e).await,
     };
+    if let Some(metrics) = &shared.metrics {
+        let label = match (&outcome, &recorded) {
+            (_, Ok(false)) => "lost",
+            (Ok(()), _) => "done",
+            (Err(_), _) if job.attempts >= job.max_attempts => "dead",
+            (Err(_), _) => "retry",
+        };
+        metrics.job_run(&job.kind, label, started.elapsed().as_secs_f64());
+    }
     match recorded {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
@@ -511,6 +535,27 @@ async fn execute(
     }
     drop(permit);
     finished.notify_one();
+}
+
+/// The span a job's run is traced under: its own trace, linked to the span
+/// that enqueued it (when that one was traced).
+fn job_span(job: &job::Model) -> tracing::Span {
+    let span = tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        kind = %job.kind,
+        attempt = job.attempts,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    if crate::telemetry::otel_enabled() {
+        span.record("otel.name", format!("job {}", job.kind));
+        span.record("otel.kind", "consumer");
+        if let Some(parent) = &job.trace_parent {
+            crate::telemetry::logging::link_to(&span, parent);
+        }
+    }
+    span
 }
 
 async fn complete(shared: &Shared, job: &job::Model) -> AppResult<bool> {

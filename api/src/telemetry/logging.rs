@@ -7,7 +7,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use std::sync::OnceLock;
+use std::sync::RwLock;
 use std::time::SystemTime;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -32,8 +32,8 @@ impl LogFormat {
     }
 }
 
-/// The tracer SQL statement spans are made with (set with the provider).
-static TRACER: OnceLock<opentelemetry_sdk::trace::SdkTracer> = OnceLock::new();
+/// The tracer SQL statement spans are made with (the provider installed last).
+static TRACER: RwLock<Option<opentelemetry_sdk::trace::SdkTracer>> = RwLock::new(None);
 
 /// The JSON layer: one object per line with `timestamp`, `level`, the
 /// event's fields at the top level and `spans` (outermost first: the
@@ -59,7 +59,9 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     let tracer = provider.tracer("lockstep");
-    let _ = TRACER.set(tracer.clone());
+    if let Ok(mut slot) = TRACER.write() {
+        *slot = Some(tracer.clone());
+    }
     super::set_otel_enabled(true);
     tracing_opentelemetry::layer().with_tracer(tracer)
 }
@@ -153,7 +155,7 @@ pub fn extract_parent(headers: &axum::http::HeaderMap) -> Context {
 /// A finished SQL statement as a child span of the current span (its text,
 /// never its parameter values).
 pub fn sql_span(info: &sea_orm::metric::Info<'_>) {
-    let Some(tracer) = TRACER.get() else {
+    let Some(tracer) = TRACER.read().ok().and_then(|t| t.clone()) else {
         return;
     };
     let parent = tracing::Span::current().context();
@@ -176,7 +178,7 @@ pub fn sql_span(info: &sea_orm::metric::Info<'_>) {
             KeyValue::new("db.query.text", sql.chars().take(2048).collect::<String>()),
             KeyValue::new("db.system.name", backend(info.statement.db_backend)),
         ])
-        .start_with_context(tracer, &parent);
+        .start_with_context(&tracer, &parent);
     if info.failed {
         span.set_status(opentelemetry::trace::Status::error("statement failed"));
     }
@@ -188,5 +190,49 @@ fn backend(b: sea_orm::DbBackend) -> &'static str {
         sea_orm::DbBackend::Postgres => "postgresql",
         sea_orm::DbBackend::Sqlite => "sqlite",
         _ => "other",
+    }
+}
+
+/// The W3C `traceparent` of the current span, when tracing is on and the
+/// span is part of a trace (kept with a job, so its run links back here).
+pub fn current_traceparent() -> Option<String> {
+    if !super::otel_enabled() {
+        return None;
+    }
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Links `span` to the span a W3C `traceparent` names (a job's run to the
+/// request that enqueued it: a link, not a parent, since the run is its own
+/// piece of work and may happen much later or more than once).
+pub fn link_to(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::propagation::TextMapPropagator;
+    if !super::otel_enabled() {
+        return;
+    }
+    struct One<'a>(&'a str);
+    impl opentelemetry::propagation::Extractor for One<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            (key == "traceparent").then_some(self.0)
+        }
+        fn keys(&self) -> Vec<&str> {
+            vec!["traceparent"]
+        }
+    }
+    let cx =
+        opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&One(traceparent));
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.add_link(sc);
     }
 }

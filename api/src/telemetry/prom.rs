@@ -62,6 +62,8 @@ pub struct Metrics {
     jobs: IntGaugeVec,
     job_attempts: IntGaugeVec,
     jobs_due: IntGauge,
+    job_runs: IntCounterVec,
+    job_run_duration: HistogramVec,
     oldest_due: prometheus::Gauge,
     rss: IntGauge,
     uptime: prometheus::Gauge,
@@ -184,6 +186,25 @@ impl Metrics {
                 "Attempts made by the jobs kept in the jobs table, by kind and status",
                 &["kind", "status"],
             ),
+            job_runs: counter_vec(
+                "lockstep_job_runs_total",
+                "Job attempts run by this process, by kind and outcome (done, retry, dead, lost)",
+                &["kind", "outcome"],
+            ),
+            job_run_duration: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "lockstep_job_run_duration_seconds",
+                        "Time a job's handler took in this process, by kind",
+                    )
+                    .buckets(vec![
+                        0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0,
+                    ]),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
             jobs_due: reg(
                 &r,
                 IntGauge::new(
@@ -257,6 +278,14 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// An operation counted without a duration (one started over a
+    /// WebSocket: it lasts as long as its subscriber listens).
+    pub fn graphql_count(&self, operation: &str, ty: &str, code: &str) {
+        self.graphql_requests
+            .with_label_values(&[operation, ty, code])
+            .inc();
+    }
+
     pub fn http(&self, route: &str, status: u16, seconds: f64) {
         self.http_requests
             .with_label_values(&[route, status_label(status)])
@@ -274,6 +303,15 @@ impl Metrics {
         self.cache
             .with_label_values(&[if hit { "hit" } else { "miss" }])
             .inc();
+    }
+
+    /// One job attempt finished in this process. `kind` is a registered
+    /// kind (a runner claims no other), so the label stays bounded.
+    pub fn job_run(&self, kind: &str, outcome: &str, seconds: f64) {
+        self.job_runs.with_label_values(&[kind, outcome]).inc();
+        self.job_run_duration
+            .with_label_values(&[kind])
+            .observe(seconds);
     }
 
     pub fn rate_limited(&self, budget: &str) {
