@@ -20,6 +20,7 @@ pub struct Limiter {
     viewer: Keyed<String>,
     integration: Keyed<String>,
     address: Keyed<IpAddr>,
+    webhook: Keyed<uuid::Uuid>,
     checks: AtomicU64,
     clock: DefaultClock,
 }
@@ -37,6 +38,11 @@ fn keyed<K: std::hash::Hash + Eq + Clone>(enabled: bool, budget: &Budget) -> Key
 
 impl Limiter {
     pub fn new(config: &RateLimits) -> Limiter {
+        Self::with_webhooks(config, &Budget::default())
+    }
+
+    /// With a budget per webhook integration too.
+    pub fn with_webhooks(config: &RateLimits, webhook: &Budget) -> Limiter {
         let on = config.enabled;
         Limiter {
             admin: keyed(on, &config.admin),
@@ -45,6 +51,7 @@ impl Limiter {
             viewer: keyed(on, &config.viewer),
             integration: keyed(on, &config.integration),
             address: keyed(on, &config.address),
+            webhook: keyed(on, webhook),
             checks: AtomicU64::new(0),
             clock: DefaultClock::default(),
         }
@@ -84,6 +91,17 @@ impl Limiter {
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
+    /// Takes a token from a webhook integration's bucket.
+    pub fn check_webhook(&self, integration: uuid::Uuid) -> Result<(), Duration> {
+        let Some(limiter) = &self.webhook else {
+            return Ok(());
+        };
+        self.housekeeping();
+        limiter
+            .check_key(&integration)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
     /// Every few thousand checks, forgets buckets that are full again (so
     /// memory follows the active clients, not every client ever seen).
     fn housekeeping(&self) {
@@ -104,6 +122,10 @@ impl Limiter {
             limiter.shrink_to_fit();
         }
         if let Some(l) = &self.address {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        if let Some(l) = &self.webhook {
             l.retain_recent();
             l.shrink_to_fit();
         }
