@@ -1043,6 +1043,8 @@ mod fault {
         body: Vec<u8>,
     }
 
+    const SEGMENTS: [&str; 3] = ["SMB", "MID_MARKET", "ENTERPRISE"];
+
     fn at(day: i64, hour: i64) -> String {
         (chrono::DateTime::parse_from_rfc3339("2026-09-01T00:00:00Z").unwrap()
             + chrono::Duration::hours(day * 24 + hour))
@@ -1076,7 +1078,7 @@ mod fault {
                 usize::MAX - a,
                 "account.upserted",
                 at(0, 0),
-                json!({"externalId": format!("A{a}"), "name": format!("Account {a}"), "domain": format!("a{a}.example"), "segment": ["SMB", "MID_MARKET", "ENTERPRISE"][a % 3]}),
+                json!({"externalId": format!("A{a}"), "name": format!("Account {a}"), "domain": format!("a{a}.example"), "segment": SEGMENTS[a % 3]}),
             );
         }
         let sources = ["WEB", "EVENT", "PAID", "EMAIL", "REFERRAL"];

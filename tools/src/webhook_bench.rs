@@ -171,7 +171,8 @@ pub async fn run(
                     )
                     .body(body)
                     .send()
-                    .await?;
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if !res.status().is_success() {
                     return Err(format!("answered {}", res.status()));
                 }

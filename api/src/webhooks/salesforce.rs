@@ -186,8 +186,7 @@ struct Message {
     notifications: Vec<Notification>,
 }
 
-fn local(name: &[u8]) -> String {
-    let name = String::from_utf8_lossy(name);
+fn local(name: &str) -> String {
     name.rsplit(':').next().unwrap_or("").to_owned()
 }
 
