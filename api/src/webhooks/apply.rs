@@ -4,7 +4,7 @@
 //! a crash leaves it either applied and marked, or neither (the job runs
 //! again and finds it APPLIED: nothing happens twice). Events of one CRM
 //! record apply in CRM order: before its own event, a job applies the
-//! record's earlier RECEIVED events, each in its own unit that locks the
+//! record's earlier events not applied yet (RECEIVED or FAILED), each in its own unit that locks the
 //! event's row first, so two jobs of one record queue on the same row. An
 //! event that sets a record's state and is older than one already applied
 //! to the record is marked APPLIED with the outcome `superseded`: it does
@@ -155,8 +155,8 @@ pub fn parse_input<T: InputType>(value: Value) -> AppResult<T> {
     })
 }
 
-/// The job's handler: applies event `event` (and the earlier RECEIVED
-/// events of its record first).
+/// The job's handler: applies event `event` (and the earlier events of its
+/// record not applied yet first, so a retried one keeps its place).
 pub async fn run(db: DatabaseConnection, currency: String, payload: Value) -> JobResult {
     let id = payload
         .get("event")
@@ -174,7 +174,9 @@ pub async fn run(db: DatabaseConnection, currency: String, payload: Value) -> Jo
         .column(webhook_event::Column::Id)
         .filter(webhook_event::Column::IntegrationId.eq(ev.integration_id))
         .filter(webhook_event::Column::RecordKey.eq(ev.record_key.as_str()))
-        .filter(webhook_event::Column::Status.eq(WebhookStatus::Received))
+        .filter(
+            webhook_event::Column::Status.is_in([WebhookStatus::Received, WebhookStatus::Failed]),
+        )
         .filter(
             Condition::any()
                 .add(webhook_event::Column::OccurredAt.lt(ev.occurred_at))
@@ -210,7 +212,7 @@ async fn apply_one(db: &DatabaseConnection, currency: &str, id: Uuid) -> JobResu
         if !matches!(ev.status, WebhookStatus::Received | WebhookStatus::Failed) {
             return w.commit(None).await;
         }
-        let outcome = if superseded(&w, &ev).await? {
+        let outcome = if superseded(w.db(), &ev).await? {
             Outcome::Superseded
         } else {
             let integration = integration::Entity::find_by_id(ev.integration_id)
@@ -239,6 +241,11 @@ async fn apply_one(db: &DatabaseConnection, currency: &str, id: Uuid) -> JobResu
             Ok(())
         }
         Err(e) => {
+            // A newer change of the record may have committed while this
+            // one waited for the record's lock: then it is superseded.
+            if mark_if_superseded(db, id).await? {
+                return Ok(());
+            }
             let message = JobError::from(e).0;
             let (dead, provider) = record_failure(db, id, &message).await?;
             if let Some(p) = provider {
@@ -266,7 +273,7 @@ async fn lock_event(w: &Work, id: Uuid) -> AppResult<Option<webhook_event::Model
 
 /// Whether an event is older than an event already applied to its record
 /// that sets the same state.
-async fn superseded(w: &Work, ev: &webhook_event::Model) -> AppResult<bool> {
+async fn superseded(db: &impl ConnectionTrait, ev: &webhook_event::Model) -> AppResult<bool> {
     let newer: Vec<String> = webhook_event::Entity::find()
         .select_only()
         .column(webhook_event::Column::EventType)
@@ -275,7 +282,7 @@ async fn superseded(w: &Work, ev: &webhook_event::Model) -> AppResult<bool> {
         .filter(webhook_event::Column::Status.eq(WebhookStatus::Applied))
         .filter(webhook_event::Column::OccurredAt.gt(ev.occurred_at))
         .into_tuple()
-        .all(w.db())
+        .all(db)
         .await?;
     Ok(newer
         .iter()
@@ -346,4 +353,45 @@ pub async fn mapped_owner(w: &Work, cx: &ApplyCx, crm_owner: &str) -> AppResult<
             AppError::not_found(format!("user {target} (the integration's `owners`)"))
         })?;
     Ok(Some(user.id))
+}
+
+/// Marks an event APPLIED (`superseded`) when a newer state event of its
+/// record is applied; returns whether it did.
+async fn mark_if_superseded(db: &DatabaseConnection, id: Uuid) -> Result<bool, JobError> {
+    let Some(ev) = webhook_event::Entity::find_by_id(id).one(db).await? else {
+        return Ok(false);
+    };
+    if !matches!(ev.status, WebhookStatus::Received | WebhookStatus::Failed)
+        || !superseded(db, &ev).await.map_err(JobError::from)?
+    {
+        return Ok(false);
+    }
+    let res = webhook_event::Entity::update_many()
+        .col_expr(
+            webhook_event::Column::Status,
+            Expr::value(WebhookStatus::Applied.as_str()),
+        )
+        .col_expr(
+            webhook_event::Column::Outcome,
+            Expr::value(Outcome::Superseded.as_str()),
+        )
+        .col_expr(
+            webhook_event::Column::AppliedAt,
+            Expr::value(crate::records::common::now()),
+        )
+        .col_expr(
+            webhook_event::Column::Attempts,
+            Expr::value(ev.attempts + 1),
+        )
+        .filter(webhook_event::Column::Id.eq(id))
+        .filter(webhook_event::Column::Attempts.eq(ev.attempts))
+        .filter(
+            webhook_event::Column::Status.is_in([WebhookStatus::Received, WebhookStatus::Failed]),
+        )
+        .exec(db)
+        .await?;
+    if res.rows_affected == 1 {
+        prom::webhook_events(ev.provider.slug(), "applied", 1);
+    }
+    Ok(res.rows_affected == 1)
 }

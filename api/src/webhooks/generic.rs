@@ -198,7 +198,9 @@ fn record_key(ty: &str, data: &Map<String, Value>) -> Result<String, String> {
             (Some(lead), None) => format!("lead:{lead}"),
             (None, Some(opp)) => format!("opportunity:{opp}"),
             _ => {
-                return Err("data: give one of `leadExternalId` and `opportunityExternalId`".into());
+                return Err(
+                    "data: give one of `leadExternalId` and `opportunityExternalId`".into(),
+                );
             }
         },
     })

@@ -113,7 +113,7 @@ impl Request<'_> {
 
     /// 401 when `at` is more than five minutes from now.
     pub fn check_window(&self, at: DateTime<Utc>) -> Result<(), Refusal> {
-        if (self.now - at).num_seconds().abs() > TIMESTAMP_WINDOW_SECS {
+        if (self.now - at).num_milliseconds().abs() > TIMESTAMP_WINDOW_SECS * 1000 {
             Err(Refusal::unauthorized(
                 "the signed timestamp is more than 5 minutes from now",
             ))

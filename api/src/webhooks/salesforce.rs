@@ -195,7 +195,8 @@ fn local(name: &str) -> String {
 fn read(body: &[u8]) -> Result<Message, Refusal> {
     let text = std::str::from_utf8(body).map_err(|_| Refusal::bad("the body is not UTF-8"))?;
     let mut reader = quick_xml::Reader::from_str(text);
-    reader.config_mut().trim_text(true);
+    // Text around an entity reference keeps its spaces; values are trimmed at their end tag.
+    reader.config_mut().trim_text(false);
     let mut path: Vec<String> = Vec::new();
     let mut message = Message {
         organization: String::new(),
