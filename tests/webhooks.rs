@@ -459,13 +459,13 @@ db_test!(
         let newer = envelope(
             "u2",
             "lead.upserted",
-            "2026-11-10T00:00:00Z",
+            "2026-11-30T00:00:00Z",
             json!({"externalId": "L-1", "title": "CTO"}),
         );
         let older = envelope(
             "u1",
             "lead.upserted",
-            "2026-11-09T00:00:00Z",
+            "2026-11-29T00:00:00Z",
             json!({"externalId": "L-1", "title": "Engineer"}),
         );
         assert_eq!(

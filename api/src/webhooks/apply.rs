@@ -192,19 +192,28 @@ pub async fn run(db: DatabaseConnection, currency: String, payload: Value) -> Jo
         .into_tuple::<Uuid>()
         .all(&db)
         .await?;
+    let mut blocked = None;
     for other in earlier {
-        // Its failure is recorded on it; its own job retries it.
-        if let Err(e) = apply_one(&db, &currency, other).await {
+        // A failure here is not counted on it: its own job retries it.
+        if let Err(e) = apply_one(&db, &currency, other, false).await {
             tracing::debug!(event = %other, error = %e, "an earlier event of the record failed");
+            blocked = Some(other);
         }
     }
-    apply_one(&db, &currency, id).await
+    if let Some(other) = blocked {
+        // In order per record: wait (no attempt counted) until the earlier
+        // event is applied or DEAD.
+        return Err(JobError(format!(
+            "waiting for the earlier event {other} of the same record"
+        )));
+    }
+    apply_one(&db, &currency, id, true).await
 }
 
-/// Applies one event in its own unit; a failure is recorded on the event
-/// (FAILED, or DEAD after [`MAX_ATTEMPTS`]) and returned while it may still
-/// succeed on a retry.
-async fn apply_one(db: &DatabaseConnection, currency: &str, id: Uuid) -> JobResult {
+/// Applies one event in its own unit. A failure of the job's `own` event is
+/// recorded on it (FAILED, or DEAD after [`MAX_ATTEMPTS`]) and returned
+/// while it may still succeed on a retry; another's is only returned.
+async fn apply_one(db: &DatabaseConnection, currency: &str, id: Uuid, own: bool) -> JobResult {
     let result = uow::run(db, |mut w| async move {
         let Some(ev) = lock_event(&w, id).await? else {
             return w.commit(None).await;
@@ -247,6 +256,9 @@ async fn apply_one(db: &DatabaseConnection, currency: &str, id: Uuid) -> JobResu
                 return Ok(());
             }
             let message = JobError::from(e).0;
+            if !own {
+                return Err(JobError(message));
+            }
             let (dead, provider) = record_failure(db, id, &message).await?;
             if let Some(p) = provider {
                 prom::webhook_events(p.slug(), if dead { "dead" } else { "failed" }, 1);
