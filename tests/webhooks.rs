@@ -1422,7 +1422,7 @@ mod fault {
         let mut leads = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let r = gql(&client, url, "query($after: String) { leads(first: 500, after: $after, orderBy: {field: EMAIL, direction: ASC}) { pageInfo { hasNextPage endCursor } nodes { email title score stage source createdAt account { name } stageHistory { fromStage toStage at } convertedOpportunity { name stage amount closedAt createdAt stageHistory { toStage at } } } } }", json!({"after": after})).await;
+            let r = gql(&client, url, "query($after: String) { leads(first: 50, after: $after, orderBy: {field: EMAIL, direction: ASC}) { pageInfo { hasNextPage endCursor } nodes { email title score stage source createdAt account { name } stageHistory { fromStage toStage at } convertedOpportunity { name stage amount closedAt createdAt stageHistory { toStage at } } } } }", json!({"after": after})).await;
             let page = &r["data"]["leads"];
             assert!(page.is_object(), "{r}");
             leads.extend(page["nodes"].as_array().unwrap().iter().cloned());
@@ -1431,7 +1431,7 @@ mod fault {
             }
             after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
         }
-        let m = gql(&client, url, r#"{ metrics(period: {from: "2026-09-01T00:00:00Z", to: "2027-01-01T00:00:00Z"}) { funnel { stages { stage reached conversion medianHoursToNext } inquiryToWon } winRate averageDealSize wonRevenue salesCycle pipeline { total } closedLoop(groupBy: SOURCE) { key leads mqls opportunities won wonRevenue closeRate } } accounts(first: 500) { totalCount } opportunities(first: 1) { totalCount } }"#, json!({})).await;
+        let m = gql(&client, url, r#"{ metrics(period: {from: "2026-09-01T00:00:00Z", to: "2027-01-01T00:00:00Z"}) { funnel { stages { stage reached conversion medianHoursToNext } inquiryToWon } winRate averageDealSize wonRevenue salesCycle pipeline { total } closedLoop(groupBy: SOURCE) { key leads mqls opportunities won wonRevenue closeRate } } accounts(first: 1) { totalCount } opportunities(first: 1) { totalCount } }"#, json!({})).await;
         assert!(m["errors"].is_null(), "{m}");
         json!({"leads": leads, "metrics": m["data"]})
     }
@@ -1444,7 +1444,7 @@ mod fault {
         let n: usize = std::env::var("LOCKSTEP_FAULT_EVENTS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(2_000);
+            .unwrap_or(600);
         let events = stream(n, 7);
         let unique: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
         assert!(
