@@ -88,6 +88,15 @@ enum Command {
         /// Only the concurrent writers.
         #[arg(long)]
         only_writes: bool,
+        /// Only webhook ingestion: this many generic events (see docs/webhooks.md).
+        #[arg(long)]
+        webhooks: Option<usize>,
+        /// Concurrent webhook senders.
+        #[arg(long, default_value_t = 16)]
+        webhook_senders: usize,
+        /// Jobs the runner applies at once during the webhook bench.
+        #[arg(long, default_value_t = 4)]
+        webhook_concurrency: usize,
     },
     /// Fill the database with deterministic demo data of any size.
     Seed {
@@ -199,8 +208,23 @@ async fn main() -> anyhow::Result<()> {
             writers,
             write_secs,
             only_writes,
+            webhooks,
+            webhook_senders,
+            webhook_concurrency,
         } => {
             let _telemetry = init_tracing_with("warn");
+            if let Some(events) = webhooks {
+                let report = tools::webhook_bench::run(tools::webhook_bench::WebhookBenchOptions {
+                    database_url,
+                    events,
+                    senders: webhook_senders,
+                    concurrency: webhook_concurrency,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("{}", report.markdown());
+                return Ok(());
+            }
             let report = tools::bench::run(tools::bench::BenchOptions {
                 database_url,
                 leads,

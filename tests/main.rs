@@ -22,3 +22,4 @@ mod ops;
 mod reference;
 mod rollups;
 mod seed;
+mod webhooks;

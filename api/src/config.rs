@@ -77,6 +77,42 @@ pub struct Config {
     pub otel_service_name: String,
     /// Token buckets per subject (a budget per role) and per client address.
     pub rate_limits: RateLimits,
+    /// The key webhook secrets are derived from (at least 32 characters).
+    /// Unset: derived from `jwt_secret` (or the generated secret file).
+    pub webhook_key: Option<Secret>,
+    /// The address CRMs reach this server at, for `webhookUrl`
+    /// (default `http://<bind>`).
+    pub public_url: Option<String>,
+    /// Webhook requests per second (and burst) each integration may send;
+    /// `per_second = 0` means unlimited.
+    pub webhook_rate: Budget,
+    /// How long a rotated-out webhook secret keeps working, in seconds.
+    pub webhook_secret_grace_secs: u64,
+    /// Integrations declared here instead of through `createIntegration`
+    /// (kept in step with this list at every start).
+    pub integrations: Vec<DeclaredIntegration>,
+}
+
+/// An integration declared in `lockstep.toml`:
+///
+/// ```toml
+/// [[integrations]]
+/// id = "0193…"          # a UUID of your choice, stable across starts
+/// name = "hubspot-prod"
+/// provider = "HUBSPOT"
+/// secret = "…"          # the provider's app secret, signing key or password
+/// settings = { portalId = 62515 }
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeclaredIntegration {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub provider: String,
+    pub secret: Secret,
+    #[serde(default)]
+    pub settings: serde_json::Value,
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// A token bucket: `per_second` tokens flow in, at most `burst` are kept.
@@ -178,6 +214,11 @@ impl Default for Config {
             otel_endpoint: None,
             otel_service_name: "lockstep".to_owned(),
             rate_limits: RateLimits::default(),
+            webhook_key: None,
+            public_url: None,
+            webhook_rate: Budget::new(100, 1_000),
+            webhook_secret_grace_secs: 24 * 3600,
+            integrations: Vec::new(),
         }
     }
 }

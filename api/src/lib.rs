@@ -14,6 +14,7 @@ pub mod records;
 pub mod setup;
 pub mod telemetry;
 pub mod uow;
+pub mod webhooks;
 
 pub use config::Config;
 pub use http::App;

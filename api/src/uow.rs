@@ -651,3 +651,5 @@ impl Plain for entity::team::ActiveModel {}
 impl Plain for entity::campaign::ActiveModel {}
 impl Plain for entity::sla_policy::ActiveModel {}
 impl Plain for entity::handoff::ActiveModel {}
+impl Plain for entity::integration::ActiveModel {}
+impl Plain for entity::webhook_event::ActiveModel {}

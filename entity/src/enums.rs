@@ -128,3 +128,31 @@ impl HandoffReason {
         }
     }
 }
+string_enum!(
+    /// Which CRM pushes an integration's webhooks.
+    WebhookProvider { Hubspot, Salesforce, Pipedrive, Generic }
+);
+string_enum!(
+    /// Where an inbox event is: RECEIVED (stored, not applied yet), APPLIED
+    /// (its change is in the records, or it was older than what the record
+    /// holds), FAILED (an attempt failed; it is retried with backoff), or
+    /// DEAD (it failed every attempt; an operator may replay it).
+    WebhookStatus { Received, Applied, Failed, Dead }
+);
+
+impl WebhookProvider {
+    /// The lower-case name used in URLs (`/webhooks/hubspot/…`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            WebhookProvider::Hubspot => "hubspot",
+            WebhookProvider::Salesforce => "salesforce",
+            WebhookProvider::Pipedrive => "pipedrive",
+            WebhookProvider::Generic => "generic",
+        }
+    }
+
+    /// The provider a URL names, if any.
+    pub fn from_slug(s: &str) -> Option<WebhookProvider> {
+        WebhookProvider::ALL.iter().copied().find(|p| p.slug() == s)
+    }
+}

@@ -12,6 +12,7 @@ pub mod campaign;
 pub mod enums;
 pub mod external_id;
 pub mod handoff;
+pub mod integration;
 pub mod job;
 pub mod job_schedule;
 pub mod lead;
@@ -22,12 +23,14 @@ pub mod stage_change;
 pub mod team;
 pub mod touchpoint;
 pub mod user;
+pub mod webhook_event;
 
 pub mod prelude {
     pub use super::account::Entity as Account;
     pub use super::campaign::Entity as Campaign;
     pub use super::external_id::Entity as ExternalId;
     pub use super::handoff::Entity as Handoff;
+    pub use super::integration::Entity as Integration;
     pub use super::job::Entity as Job;
     pub use super::job_schedule::Entity as JobSchedule;
     pub use super::lead::Entity as Lead;
@@ -37,4 +40,5 @@ pub mod prelude {
     pub use super::team::Entity as Team;
     pub use super::touchpoint::Entity as Touchpoint;
     pub use super::user::Entity as User;
+    pub use super::webhook_event::Entity as WebhookEvent;
 }

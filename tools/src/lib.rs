@@ -4,3 +4,4 @@
 
 pub mod bench;
 pub mod seed;
+pub mod webhook_bench;

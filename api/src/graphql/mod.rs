@@ -26,6 +26,7 @@ pub struct Query(
     records::handoffs::graphql::HandoffsQuery,
     crate::metrics::graphql::MetricsQuery,
     crate::jobs::graphql::JobsQuery,
+    crate::webhooks::graphql::WebhooksQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -38,6 +39,7 @@ pub struct Mutation(
     records::opportunities::graphql::OpportunitiesMutation,
     records::handoffs::graphql::HandoffsMutation,
     records::history::graphql::HistoryMutation,
+    crate::webhooks::graphql::WebhooksMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -47,7 +49,11 @@ pub type LockstepSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema with the configured limits. Per-request data (the
 /// caller, the loaders) is added by the HTTP handler.
-pub fn build_schema(config: &Config, db: Option<DatabaseConnection>) -> LockstepSchema {
+pub fn build_schema(
+    config: &Config,
+    db: Option<DatabaseConnection>,
+    webhook_key: Option<std::sync::Arc<crate::webhooks::secrets::WebhookKey>>,
+) -> LockstepSchema {
     let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
@@ -70,10 +76,18 @@ pub fn build_schema(config: &Config, db: Option<DatabaseConnection>) -> Lockstep
     builder = builder.data(context::Settings {
         currency: config.currency.to_uppercase(),
     });
+    builder = builder.data(crate::webhooks::graphql::WebhookSettings {
+        key: webhook_key,
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.bind)),
+        grace: chrono::Duration::seconds(config.webhook_secret_grace_secs.min(365 * 86_400) as i64),
+    });
     builder.finish()
 }
 
 /// The SDL, as printed by `lockstep schema` and kept in `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(&Config::default(), None).sdl()
+    build_schema(&Config::default(), None, None).sdl()
 }

@@ -50,6 +50,9 @@ pub struct AppState {
     pub telemetry: Arc<Metrics>,
     /// Rate limits (token buckets of this process).
     pub limiter: Arc<Limiter>,
+    /// The key webhook secrets are derived from (none: webhooks without a
+    /// declared secret are refused).
+    pub webhook_key: Option<Arc<crate::webhooks::secrets::WebhookKey>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,8 @@ pub enum StartError {
     Database(#[from] sea_orm::DbErr),
     #[error("{0}")]
     Keys(#[from] crate::auth::jwt::KeyError),
+    #[error("integrations in the configuration: {0}")]
+    Integrations(String),
 }
 
 /// A built application: its router and its state.
@@ -73,8 +78,16 @@ impl App {
         let db = db::connect(config.database_url(), statements.clone()).await?;
         crate::setup::migrate(&db).await?;
         let keys = Arc::new(JwtKeys::from_config(&config)?);
-        let schema = build_schema(&config, Some(db.clone()));
-        let limiter = Arc::new(Limiter::with_database(&config.rate_limits, Some(&db)));
+        crate::webhooks::service::sync_declared(&db, &config.integrations)
+            .await
+            .map_err(|e| StartError::Integrations(e.detail()))?;
+        let webhook_key = crate::webhooks::secrets::WebhookKey::from_config(&config).map(Arc::new);
+        let schema = build_schema(&config, Some(db.clone()), webhook_key.clone());
+        let limiter = Arc::new(Limiter::with_database(
+            &config.rate_limits,
+            &config.webhook_rate,
+            Some(&db),
+        ));
         let state = AppState {
             db,
             schema,
@@ -82,6 +95,7 @@ impl App {
             metrics_cache: MetricsCache::new(config.metrics_cache_secs),
             telemetry: Arc::new(Metrics::new()),
             limiter,
+            webhook_key,
             config: Arc::new(config),
             statements,
             jobs: None,
@@ -129,6 +143,14 @@ pub fn router(state: AppState) -> Router {
                 )),
         )
         .route("/graphiql/{file}", get(graphiql::asset))
+        .route(
+            "/webhooks/{provider}",
+            axum::routing::post(crate::webhooks::http::receive_one),
+        )
+        .route(
+            "/webhooks/{provider}/{integration}",
+            axum::routing::post(crate::webhooks::http::receive_for),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     if config.metrics_bind.is_none() {

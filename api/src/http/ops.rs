@@ -61,6 +61,7 @@ fn route_of(path: &str) -> &'static str {
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
         p if p.starts_with("/graphiql/") => "/graphiql",
+        p if p.starts_with("/webhooks/") => "/webhooks",
         _ => "other",
     }
 }

@@ -29,9 +29,18 @@ pub fn test_kinds_enabled() -> bool {
     std::env::var(TEST_KINDS_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
-/// Lockstep's handlers.
+/// Lockstep's handlers, for a deployment whose currency is `USD`.
 pub fn registry() -> Registry {
+    registry_for(&crate::config::Config::default())
+}
+
+/// Lockstep's handlers, configured from `config`.
+pub fn registry_for(config: &crate::config::Config) -> Registry {
     let mut registry = Registry::new();
+    let currency = config.currency.to_uppercase();
+    registry.register(crate::webhooks::APPLY, move |db, payload| {
+        crate::webhooks::apply::run(db, currency.clone(), payload)
+    });
     registry.register(PRUNE, |db, _payload| async move {
         let cutoff = now() - chrono::Duration::days(PRUNE_AFTER_DAYS);
         let deleted = prune(&db, cutoff).await?;

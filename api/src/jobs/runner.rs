@@ -219,8 +219,12 @@ impl Runner {
 
     /// Lockstep's own kinds and schedules, configured from `config`.
     pub fn from_config(db: DatabaseConnection, config: &Config) -> Runner {
-        Runner::new(db, super::builtin::registry(), RunnerConfig::from(config))
-            .with_schedules(super::builtin::schedules())
+        Runner::new(
+            db,
+            super::builtin::registry_for(config),
+            RunnerConfig::from(config),
+        )
+        .with_schedules(super::builtin::schedules())
     }
 
     /// Periodic jobs this runner registers when it starts (every runner

@@ -31,6 +31,7 @@ pub struct Limiter {
     budgets: RateLimits,
     /// Where the shared buckets are (PostgreSQL with `rate_limits.shared`).
     shared: Option<DatabaseConnection>,
+    webhook: Keyed<uuid::Uuid>,
     checks: AtomicU64,
     clock: DefaultClock,
 }
@@ -68,12 +69,17 @@ fn keyed<K: std::hash::Hash + Eq + Clone>(enabled: bool, budget: &Budget) -> Key
 impl Limiter {
     /// Buckets in this process only.
     pub fn new(config: &RateLimits) -> Limiter {
-        Limiter::with_database(config, None)
+        Limiter::with_database(config, &Budget::default(), None)
     }
 
-    /// With `rate_limits.shared` on and `db` PostgreSQL, subject buckets are
-    /// kept in `db`, shared by every replica.
-    pub fn with_database(config: &RateLimits, db: Option<&DatabaseConnection>) -> Limiter {
+    /// With a budget per webhook integration, and with `rate_limits.shared`
+    /// on and `db` PostgreSQL, subject buckets kept in `db`, shared by every
+    /// replica.
+    pub fn with_database(
+        config: &RateLimits,
+        webhook: &Budget,
+        db: Option<&DatabaseConnection>,
+    ) -> Limiter {
         let on = config.enabled;
         let shared = db
             .filter(|db| on && config.shared && db.get_database_backend() == DbBackend::Postgres)
@@ -87,6 +93,7 @@ impl Limiter {
             address: keyed(on, &config.address),
             budgets: config.clone(),
             shared,
+            webhook: keyed(on, webhook),
             checks: AtomicU64::new(0),
             clock: DefaultClock::default(),
         }
@@ -152,6 +159,17 @@ impl Limiter {
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
+    /// Takes a token from a webhook integration's bucket.
+    pub fn check_webhook(&self, integration: uuid::Uuid) -> Result<(), Duration> {
+        let Some(limiter) = &self.webhook else {
+            return Ok(());
+        };
+        self.housekeeping();
+        limiter
+            .check_key(&integration)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
     /// Every few thousand checks, forgets buckets that are full again (so
     /// memory follows the active clients, not every client ever seen).
     fn housekeeping(&self) {
@@ -172,6 +190,10 @@ impl Limiter {
             limiter.shrink_to_fit();
         }
         if let Some(l) = &self.address {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        if let Some(l) = &self.webhook {
             l.retain_recent();
             l.shrink_to_fit();
         }

@@ -47,6 +47,47 @@ pub fn observe_rollup_rebuild(seconds: f64) {
     ROLLUP_REBUILD.observe(seconds);
 }
 
+/// Webhook requests answered, by provider and status (this process).
+static WEBHOOK_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "lockstep_webhook_requests_total",
+            "Webhook requests answered by this process, by provider and HTTP status",
+        ),
+        &["provider", "status"],
+    )
+    .expect("static counter options are valid")
+});
+
+/// Webhook events by provider and what became of them in this process:
+/// `received` (stored in the inbox), `duplicate` (an event id already
+/// stored), `applied`, `failed` (an attempt failed), `dead`.
+static WEBHOOK_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "lockstep_webhook_events_total",
+            "Webhook events by provider and outcome (received, duplicate, applied, failed, dead) in this process",
+        ),
+        &["provider", "outcome"],
+    )
+    .expect("static counter options are valid")
+});
+
+/// Counts a webhook request's answer.
+pub fn webhook_request(provider: &str, status: &str) {
+    WEBHOOK_REQUESTS
+        .with_label_values(&[provider, status])
+        .inc();
+}
+
+/// Counts `n` webhook events of `provider` with `outcome`.
+pub fn webhook_events(provider: &str, outcome: &str, n: u64) {
+    // Touched even for 0, so that every series exists from the first request.
+    WEBHOOK_EVENTS
+        .with_label_values(&[provider, outcome])
+        .inc_by(n);
+}
+
 pub struct Metrics {
     registry: Registry,
     graphql_requests: IntCounterVec,
@@ -241,6 +282,10 @@ impl Metrics {
             registry: r,
         };
         let _ = metrics.registry.register(Box::new(ROLLUP_REBUILD.clone()));
+        let _ = metrics
+            .registry
+            .register(Box::new(WEBHOOK_REQUESTS.clone()));
+        let _ = metrics.registry.register(Box::new(WEBHOOK_EVENTS.clone()));
         metrics
     }
 

@@ -239,7 +239,10 @@ pub struct AccountInput {
 }
 
 impl AccountInput {
-    fn into_fields(self, currency: &str) -> Result<(AccountFields, Vec<ExternalRef>), AppError> {
+    pub(crate) fn into_fields(
+        self,
+        currency: &str,
+    ) -> Result<(AccountFields, Vec<ExternalRef>), AppError> {
         let revenue = match patch(self.annual_revenue) {
             Some(Some(d)) => Some(Some(money_to_units(d, currency, "annualRevenue")?)),
             Some(None) => Some(None),

@@ -401,6 +401,26 @@ pub struct HandOffInput {
     pub response_note: Option<String>,
 }
 
+impl HandOffInput {
+    pub(crate) fn into_new(self) -> Result<NewHandoff, crate::error::AppError> {
+        Ok(NewHandoff {
+            lead_id: opt_id(self.lead_id, "leadId")?,
+            opportunity_id: opt_id(self.opportunity_id, "opportunityId")?,
+            to_team_id: Some(parse_id(&self.to_team_id, "toTeamId")?),
+            to_user_id: opt_id(self.to_user_id, "toUserId")?,
+            from_team_id: opt_id(self.from_team_id, "fromTeamId")?,
+            note: self.note,
+            handed_at: self.handed_at,
+            status: self.status,
+            responded_at: self.responded_at,
+            reason: self.reason,
+            from_user_id: opt_id(self.from_user_id, "fromUserId")?,
+            responded_by_id: opt_id(self.responded_by_id, "respondedById")?,
+            response_note: self.response_note,
+        })
+    }
+}
+
 fn opt_id(id: Option<ID>, field: &str) -> Result<Option<uuid::Uuid>, crate::error::AppError> {
     id.as_ref().map(|i| parse_id(i, field)).transpose()
 }
@@ -461,21 +481,7 @@ impl HandoffsMutation {
     /// hand-off (CONFLICT otherwise).
     async fn hand_off(&self, ctx: &Context<'_>, input: HandOffInput) -> Result<Handoff> {
         let caller = require(ctx, RECORD_WRITERS, "hand off records")?;
-        let new = NewHandoff {
-            lead_id: opt_id(input.lead_id, "leadId")?,
-            opportunity_id: opt_id(input.opportunity_id, "opportunityId")?,
-            to_team_id: Some(parse_id(&input.to_team_id, "toTeamId")?),
-            to_user_id: opt_id(input.to_user_id, "toUserId")?,
-            from_team_id: opt_id(input.from_team_id, "fromTeamId")?,
-            note: input.note,
-            handed_at: input.handed_at,
-            status: input.status,
-            responded_at: input.responded_at,
-            reason: input.reason,
-            from_user_id: opt_id(input.from_user_id, "fromUserId")?,
-            responded_by_id: opt_id(input.responded_by_id, "respondedById")?,
-            response_note: input.response_note,
-        };
+        let new = input.into_new()?;
         Ok(Handoff(
             service::create(db(ctx)?, &Who::from(caller), new).await?,
         ))

@@ -388,7 +388,7 @@ pub struct LeadInput {
 }
 
 impl LeadInput {
-    fn into_fields(self) -> Result<(LeadFields, Vec<ExternalRef>), AppError> {
+    pub(crate) fn into_fields(self) -> Result<(LeadFields, Vec<ExternalRef>), AppError> {
         let refs = self
             .external_ids
             .unwrap_or_default()

@@ -265,7 +265,7 @@ pub struct OpportunityInput {
 }
 
 impl OpportunityInput {
-    fn into_parts(
+    pub(crate) fn into_parts(
         self,
         deployment: &str,
     ) -> Result<(NewOpportunity, InitialStage, Vec<ExternalRef>), AppError> {
