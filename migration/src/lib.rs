@@ -14,6 +14,7 @@ mod m20261202_000008_data_version_slots;
 mod m20261202_000009_jobs;
 mod m20261202_000010_handoffs;
 mod m20261202_000011_lead_inquiry_at;
+mod m20261202_000012_goals;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_jobs::Migration),
             Box::new(m20261202_000010_handoffs::Migration),
             Box::new(m20261202_000011_lead_inquiry_at::Migration),
+            Box::new(m20261202_000012_goals::Migration),
         ]
     }
 }

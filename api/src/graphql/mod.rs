@@ -25,6 +25,8 @@ pub struct Query(
     records::opportunities::graphql::OpportunitiesQuery,
     records::handoffs::graphql::HandoffsQuery,
     crate::metrics::graphql::MetricsQuery,
+    crate::goals::graphql::GoalsQuery,
+    crate::compensation::graphql::CompensationQuery,
     crate::jobs::graphql::JobsQuery,
 );
 
@@ -38,6 +40,8 @@ pub struct Mutation(
     records::opportunities::graphql::OpportunitiesMutation,
     records::handoffs::graphql::HandoffsMutation,
     records::history::graphql::HistoryMutation,
+    crate::goals::graphql::GoalsMutation,
+    crate::compensation::graphql::CompensationMutation,
 );
 
 #[derive(MergedSubscription, Default)]
