@@ -104,7 +104,13 @@ async fn lead_stage(app: &TestApp, id: &str, to: &str, at: DateTime<Utc>) {
         .await);
 }
 
-async fn convert(app: &TestApp, lead: &str, amount: &str, account: Option<&str>, at: DateTime<Utc>) -> String {
+async fn convert(
+    app: &TestApp,
+    lead: &str,
+    amount: &str,
+    account: Option<&str>,
+    at: DateTime<Utc>,
+) -> String {
     id_of(
         app,
         "mutation($id: ID!, $a: Decimal!, $acct: ID, $at: DateTime) { convertLead(id: $id, opportunity: {name: \"Deal\", amount: $a, accountId: $acct}, at: $at) { opportunity { id } } }",
@@ -123,7 +129,13 @@ async fn opp_stage(app: &TestApp, id: &str, to: &str, at: DateTime<Utc>) {
 }
 
 /// An opportunity won at `won` (created at `created`), without a lead.
-async fn won_deal(app: &TestApp, account: &str, amount: &str, created: DateTime<Utc>, won: DateTime<Utc>) -> String {
+async fn won_deal(
+    app: &TestApp,
+    account: &str,
+    amount: &str,
+    created: DateTime<Utc>,
+    won: DateTime<Utc>,
+) -> String {
     id_of(
         app,
         "mutation($i: OpportunityInput!) { createOpportunity(input: $i) { id } }",
@@ -135,7 +147,8 @@ async fn won_deal(app: &TestApp, account: &str, amount: &str, created: DateTime<
 const STATEMENT: &str = "query($p: ID!, $at: DateTime) { compensationStatement(planId: $p, asOf: $at) { total lines { goal { name } target actual attainment weight payout branch } } }";
 
 async fn statement(app: &TestApp, token: &str, plan: &str, at: Option<DateTime<Utc>>) -> Value {
-    app.gql(token, STATEMENT, json!({"p": plan, "at": at})).await
+    app.gql(token, STATEMENT, json!({"p": plan, "at": at}))
+        .await
 }
 
 // 1. Every branch of the payout curve, with exact money.
@@ -182,7 +195,9 @@ db_test!(payout_curve_every_branch, |app| async move {
         })
         .collect();
     lines.sort();
-    let line = |n: &str, a: &str, p: &str, b: &str| (n.to_owned(), a.to_owned(), p.to_owned(), b.to_owned());
+    let line = |n: &str, a: &str, p: &str, b: &str| {
+        (n.to_owned(), a.to_owned(), p.to_owned(), b.to_owned())
+    };
     assert_eq!(
         lines,
         vec![
@@ -203,7 +218,10 @@ db_test!(payout_curve_every_branch, |app| async move {
     assert_eq!(s["total"], "10514.29");
     // The weights sum to 1.2: the plan cannot be activated.
     let resp = app
-        .admin("mutation($p: ID!) { activatePlan(planId: $p) { activatedAt } }", json!({"p": p}))
+        .admin(
+            "mutation($p: ID!) { activatePlan(planId: $p) { activatedAt } }",
+            json!({"p": p}),
+        )
         .await;
     assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{resp}");
 });
@@ -258,23 +276,71 @@ db_test!(every_goal_metric_with_filters, |app| async move {
     let cases = [
         // Won in the quarter: O1 300, O4 50, O5 100.
         ("REVENUE_WON", "900", json!({}), "450.00", "0.5"),
-        ("REVENUE_WON", "700", json!({"source": "PAID"}), "350.00", "0.5"),
-        ("REVENUE_WON", "400", json!({"segment": "SMB"}), "400.00", "1"),
+        (
+            "REVENUE_WON",
+            "700",
+            json!({"source": "PAID"}),
+            "350.00",
+            "0.5",
+        ),
+        (
+            "REVENUE_WON",
+            "400",
+            json!({"segment": "SMB"}),
+            "400.00",
+            "1",
+        ),
         // Opportunity owners' team: only O5 has an owner in Sales… none here.
         ("REVENUE_WON", "100", json!({"teamId": sales}), "0.00", "0"),
         // A1 alone.
         ("NEW_CUSTOMERS", "2", json!({}), "1", "0.5"),
-        ("NEW_CUSTOMERS", "1", json!({"segment": "ENTERPRISE"}), "0", "0"),
+        (
+            "NEW_CUSTOMERS",
+            "1",
+            json!({"segment": "ENTERPRISE"}),
+            "0",
+            "0",
+        ),
         ("NEW_CUSTOMERS", "1", json!({"teamId": sales}), "1", "1"),
         // Created in the quarter: O1 300, O2 200, O3 1000, O5 100.
         ("PIPELINE_CREATED", "3200", json!({}), "1600.00", "0.5"),
-        ("PIPELINE_CREATED", "100", json!({"source": "WEB"}), "200.00", "2"),
+        (
+            "PIPELINE_CREATED",
+            "100",
+            json!({"source": "WEB"}),
+            "200.00",
+            "2",
+        ),
         // MQL in the quarter and won as the data stands: L1, L3 (won after it).
         ("QUALIFIED_LEADS_WON", "4", json!({}), "2", "0.5"),
-        ("QUALIFIED_LEADS_WON", "2", json!({"source": "PAID"}), "2", "1"),
-        ("QUALIFIED_LEADS_WON", "2", json!({"segment": "SMB"}), "1", "0.5"),
-        ("QUALIFIED_LEADS_WON", "1", json!({"segment": "ENTERPRISE"}), "1", "1"),
-        ("QUALIFIED_LEADS_WON", "1", json!({"source": "WEB"}), "0", "0"),
+        (
+            "QUALIFIED_LEADS_WON",
+            "2",
+            json!({"source": "PAID"}),
+            "2",
+            "1",
+        ),
+        (
+            "QUALIFIED_LEADS_WON",
+            "2",
+            json!({"segment": "SMB"}),
+            "1",
+            "0.5",
+        ),
+        (
+            "QUALIFIED_LEADS_WON",
+            "1",
+            json!({"segment": "ENTERPRISE"}),
+            "1",
+            "1",
+        ),
+        (
+            "QUALIFIED_LEADS_WON",
+            "1",
+            json!({"source": "WEB"}),
+            "0",
+            "0",
+        ),
         // Closed in the quarter: O1, O4, O5 won, O2 lost.
         ("WIN_RATE", "0.5", json!({}), "0.75", "1.5"),
         ("WIN_RATE", "0.5", json!({"source": "WEB"}), "0", "0"),
@@ -323,7 +389,12 @@ db_test!(every_goal_metric_with_filters, |app| async move {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["actual"].as_str().unwrap(), p["attainment"].as_str().unwrap()))
+        .map(|p| {
+            (
+                p["actual"].as_str().unwrap(),
+                p["attainment"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(s, vec![("1", "0.25"), ("2", "0.5"), ("2", "0.5")]);
     // Coverage of a revenue goal at the period's end: open pipeline / (target − won).
@@ -346,7 +417,10 @@ db_test!(every_goal_metric_with_filters, |app| async move {
             json!({"p": {"from": t(2026, 2, 1), "to": t(2026, 3, 1)}, "g": met}),
         )
         .await;
-    assert!(data(&resp)["metrics"]["pipeline"]["coverage"].is_null(), "{resp}");
+    assert!(
+        data(&resp)["metrics"]["pipeline"]["coverage"].is_null(),
+        "{resp}"
+    );
 });
 
 // 3. Pace at the start, the middle and the end of a period.
@@ -355,9 +429,7 @@ db_test!(pace_at_start_middle_and_end, |app| async move {
     let acct = account(app, json!({"name": "Acme"})).await;
     // A 30-day period, 500 won on day 9.
     won_deal(app, &acct, "500", t(2026, 1, 2), t(2026, 1, 10)).await;
-    let g = |target: &str| {
-        json!({"name": format!("rev {target}"), "metric": "REVENUE_WON", "target": target, "periodStart": t(2026, 1, 1), "periodEnd": t(2026, 1, 31), "teamIds": [sales]})
-    };
+    let g = |target: &str| json!({"name": format!("rev {target}"), "metric": "REVENUE_WON", "target": target, "periodStart": t(2026, 1, 1), "periodEnd": t(2026, 1, 31), "teamIds": [sales]});
     let g500 = goal(app, g("500")).await;
     let g1000 = goal(app, g("1000")).await;
     let g2000 = goal(app, g("2000")).await;
@@ -371,12 +443,24 @@ db_test!(pace_at_start_middle_and_end, |app| async move {
     let p = |e: &str, s: &str, a: &str| (e.to_owned(), s.to_owned(), a.to_owned());
     // Start: nothing expected, nothing won yet.
     let at = Some(t(2026, 1, 1));
-    assert_eq!(pace(&read_goal(app, &g1000, at).await), p("0", "ON_TRACK", "0"));
+    assert_eq!(
+        pace(&read_goal(app, &g1000, at).await),
+        p("0", "ON_TRACK", "0")
+    );
     // Middle (15 of 30 days): half expected; 500 won.
     let at = Some(t(2026, 1, 16));
-    assert_eq!(pace(&read_goal(app, &g500, at).await), p("0.5", "AHEAD", "1"));
-    assert_eq!(pace(&read_goal(app, &g1000, at).await), p("0.5", "ON_TRACK", "0.5"));
-    assert_eq!(pace(&read_goal(app, &g2000, at).await), p("0.5", "BEHIND", "0.25"));
+    assert_eq!(
+        pace(&read_goal(app, &g500, at).await),
+        p("0.5", "AHEAD", "1")
+    );
+    assert_eq!(
+        pace(&read_goal(app, &g1000, at).await),
+        p("0.5", "ON_TRACK", "0.5")
+    );
+    assert_eq!(
+        pace(&read_goal(app, &g2000, at).await),
+        p("0.5", "BEHIND", "0.25")
+    );
     let mid = read_goal(app, &g1000, at).await;
     assert_eq!(mid["actual"], "500.00");
     assert_eq!(mid["remaining"], "500.00");
@@ -386,10 +470,19 @@ db_test!(pace_at_start_middle_and_end, |app| async move {
     assert_eq!(pace(&early).1, "BEHIND");
     // End: all expected.
     let at = Some(t(2026, 1, 31));
-    assert_eq!(pace(&read_goal(app, &g500, at).await), p("1", "ON_TRACK", "1"));
-    assert_eq!(pace(&read_goal(app, &g1000, at).await), p("1", "BEHIND", "0.5"));
+    assert_eq!(
+        pace(&read_goal(app, &g500, at).await),
+        p("1", "ON_TRACK", "1")
+    );
+    assert_eq!(
+        pace(&read_goal(app, &g1000, at).await),
+        p("1", "BEHIND", "0.5")
+    );
     // After the end, the same.
-    assert_eq!(pace(&read_goal(app, &g1000, Some(t(2026, 3, 1))).await), p("1", "BEHIND", "0.5"));
+    assert_eq!(
+        pace(&read_goal(app, &g1000, Some(t(2026, 3, 1))).await),
+        p("1", "BEHIND", "0.5")
+    );
 });
 
 // 4. Who reads compensation: a MEMBER their own plans and their team's,
@@ -429,7 +522,11 @@ async fn role_matrix(backend: Backend) {
     let at = Some(t(2026, 2, 1));
 
     let ok = |resp: &Value, total: &str| {
-        assert_eq!(data(resp)["compensationStatement"]["total"], total, "{resp}");
+        assert_eq!(
+            data(resp)["compensationStatement"]["total"],
+            total,
+            "{resp}"
+        );
     };
     let forbidden = |resp: &Value| {
         assert_eq!(error_code(resp), Some("FORBIDDEN"), "{resp}");
@@ -454,10 +551,16 @@ async fn role_matrix(backend: Backend) {
         forbidden(&statement(app, tok, &alice_plan, at).await);
         forbidden(&statement(app, tok, &team_plan, at).await);
         let resp = app
-            .gql(tok, "query($p: ID!) { compensationPlan(id: $p) { name } }", json!({"p": alice_plan}))
+            .gql(
+                tok,
+                "query($p: ID!) { compensationPlan(id: $p) { name } }",
+                json!({"p": alice_plan}),
+            )
             .await;
         assert_eq!(error_code(&resp), Some("FORBIDDEN"), "{resp}");
-        let resp = app.gql(tok, "{ alignment { teams { warnings } } }", json!({})).await;
+        let resp = app
+            .gql(tok, "{ alignment { teams { warnings } } }", json!({}))
+            .await;
         assert_eq!(error_code(&resp), Some("FORBIDDEN"), "{resp}");
     }
     // REVOPS and ADMIN: every plan.
@@ -467,7 +570,11 @@ async fn role_matrix(backend: Backend) {
     }
     // A MEMBER may not change plans.
     let resp = app
-        .gql(&alice_t, "mutation($p: ID!) { activatePlan(planId: $p) { id } }", json!({"p": alice_plan}))
+        .gql(
+            &alice_t,
+            "mutation($p: ID!) { activatePlan(planId: $p) { id } }",
+            json!({"p": alice_plan}),
+        )
         .await;
     assert_eq!(error_code(&resp), Some("FORBIDDEN"), "{resp}");
     // Alice's repeat was a cache hit (one statement: the data version).
@@ -507,14 +614,24 @@ db_test!(versioned_edit_read_as_of_earlier, |app| async move {
     )
     .await;
     let l = link(app, &p, &g, json!({"weight": "1", "threshold": "0.5"})).await;
-    data(&app.admin("mutation($p: ID!) { activatePlan(planId: $p) { activatedAt } }", json!({"p": p})).await);
+    data(
+        &app.admin(
+            "mutation($p: ID!) { activatePlan(planId: $p) { activatedAt } }",
+            json!({"p": p}),
+        )
+        .await,
+    );
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let before = Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // The target drops to 500 and the weight to 0.8 with an accelerator of 2.
-    data(&app
-        .admin("mutation($g: ID!) { updateGoal(id: $g, input: {target: \"500\"}) { target } }", json!({"g": g}))
-        .await);
+    data(
+        &app.admin(
+            "mutation($g: ID!) { updateGoal(id: $g, input: {target: \"500\"}) { target } }",
+            json!({"g": g}),
+        )
+        .await,
+    );
     data(&app
         .admin("mutation($l: ID!) { updateLink(id: $l, weight: \"0.8\", accelerator: \"2\") { weight } }", json!({"l": l}))
         .await);
@@ -542,9 +659,13 @@ db_test!(versioned_edit_read_as_of_earlier, |app| async move {
     assert_eq!(old["versions"][1]["target"], "500.00");
     assert_eq!(old["versions"][1]["changedBy"], "admin-service", "{old}");
     // Unlinking keeps the history: an earlier statement still has its line.
-    data(&app
-        .admin("mutation($p: ID!, $g: ID!) { unlinkGoal(planId: $p, goalId: $g) { removedAt } }", json!({"p": p, "g": g}))
-        .await);
+    data(
+        &app.admin(
+            "mutation($p: ID!, $g: ID!) { unlinkGoal(planId: $p, goalId: $g) { removedAt } }",
+            json!({"p": p, "g": g}),
+        )
+        .await,
+    );
     let gone = statement(app, &app.admin_token(), &p, None).await;
     assert_eq!(data(&gone)["compensationStatement"]["lines"], json!([]));
     let then = statement(app, &app.admin_token(), &p, Some(before)).await;
@@ -564,7 +685,10 @@ db_test!(alignment_warnings, |app| async move {
     let brand = team(app, "Brand", "MARKETING").await;
     let sales = team(app, "Sales", "SALES").await;
     let (rep, _) = user(app, "rep@x.io", &sales, Role::Member).await;
-    let (from, to) = (Utc::now() - Duration::days(30), Utc::now() + Duration::days(30));
+    let (from, to) = (
+        Utc::now() - Duration::days(30),
+        Utc::now() + Duration::days(30),
+    );
     let rev = goal(
         app,
         json!({"name": "Revenue", "metric": "REVENUE_WON", "target": "100000", "periodStart": from, "periodEnd": to, "teamIds": [mkt, sales]}),
@@ -575,13 +699,17 @@ db_test!(alignment_warnings, |app| async move {
         json!({"name": "Brand MQLs", "metric": "MQLS", "target": "500", "periodStart": from, "periodEnd": to, "teamIds": [brand]}),
     )
     .await;
-    let mk = |name: &str, who: (&str, &str), v: &str| {
-        json!({"name": name, who.0: who.1, "periodStart": from, "periodEnd": to, "variableTarget": v})
-    };
+    let mk = |name: &str, who: (&str, &str), v: &str| json!({"name": name, who.0: who.1, "periodStart": from, "periodEnd": to, "variableTarget": v});
     // Sales: fully on the shared revenue goal, plus a rep's plan with no link.
     let p_sales = plan(app, mk("Sales pool", ("teamId", &sales), "10000")).await;
     link(app, &p_sales, &rev, json!({"weight": "1"})).await;
-    data(&app.admin("mutation($p: ID!) { activatePlan(planId: $p) { id } }", json!({"p": p_sales})).await);
+    data(
+        &app.admin(
+            "mutation($p: ID!) { activatePlan(planId: $p) { id } }",
+            json!({"p": p_sales}),
+        )
+        .await,
+    );
     plan(app, mk("Rep plan", ("userId", &rep), "5000")).await;
     // Marketing: 0.6 on the shared revenue goal, the rest unlinked.
     let p_mkt = plan(app, mk("Demand gen", ("teamId", &mkt), "8000")).await;
@@ -596,8 +724,17 @@ db_test!(alignment_warnings, |app| async move {
             json!({}),
         )
         .await;
-    let teams = data(&resp)["alignment"]["teams"].as_array().unwrap().clone();
-    let of = |name: &str| teams.iter().find(|t| t["team"]["name"] == name).unwrap().clone();
+    let teams = data(&resp)["alignment"]["teams"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let of = |name: &str| {
+        teams
+            .iter()
+            .find(|t| t["team"]["name"] == name)
+            .unwrap()
+            .clone()
+    };
     let warnings = |name: &str| -> Vec<String> {
         of(name)["warnings"]
             .as_array()
@@ -608,9 +745,18 @@ db_test!(alignment_warnings, |app| async move {
     };
     // Sales: 10,000 aligned of 15,000.
     let s = of("Sales");
-    assert!(s["revenueLinkedShare"].as_str().unwrap().starts_with("0.6666666"), "{s}");
+    assert!(
+        s["revenueLinkedShare"]
+            .as_str()
+            .unwrap()
+            .starts_with("0.6666666"),
+        "{s}"
+    );
     assert_eq!(s["sharedGoals"][0]["goal"]["name"], "Revenue");
-    assert_eq!(s["sharedGoals"][0]["sharedWith"], json!([{"team": {"name": "Marketing"}}]));
+    assert_eq!(
+        s["sharedGoals"][0]["sharedWith"],
+        json!([{"team": {"name": "Marketing"}}])
+    );
     assert_eq!(
         warnings("Sales"),
         vec!["Plan “Rep plan” (draft) has no active link: its variable target is paid on nothing."]
@@ -643,10 +789,19 @@ db_test!(alignment_warnings, |app| async move {
     .await;
     link(app, &p_mkt, &nc, json!({"weight": "0.4"})).await;
     let resp = app
-        .admin("{ alignment { teams { team { name } revenueLinkedShare warnings } } }", json!({}))
+        .admin(
+            "{ alignment { teams { team { name } revenueLinkedShare warnings } } }",
+            json!({}),
+        )
         .await;
-    let teams = data(&resp)["alignment"]["teams"].as_array().unwrap().clone();
-    let m = teams.iter().find(|t| t["team"]["name"] == "Marketing").unwrap();
+    let teams = data(&resp)["alignment"]["teams"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let m = teams
+        .iter()
+        .find(|t| t["team"]["name"] == "Marketing")
+        .unwrap();
     assert_eq!(m["revenueLinkedShare"], "1", "{m}");
     assert_eq!(m["warnings"], json!([]), "{m}");
     // As of before any plan existed: no shares, no plan warnings.

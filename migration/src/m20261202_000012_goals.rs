@@ -205,7 +205,11 @@ impl MigrationTrait for Migration {
                 .table(GoalTeams::Table)
                 .col(uuid(GoalTeams::GoalId))
                 .col(uuid(GoalTeams::TeamId))
-                .primary_key(Index::create().col(GoalTeams::GoalId).col(GoalTeams::TeamId))
+                .primary_key(
+                    Index::create()
+                        .col(GoalTeams::GoalId)
+                        .col(GoalTeams::TeamId),
+                )
                 .foreign_key(&mut fk(
                     "fk_goal_teams_goal",
                     (GoalTeams::Table, GoalTeams::GoalId),
@@ -249,7 +253,9 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone(CompensationPlans::PeriodStart))
                 .col(timestamp_with_time_zone(CompensationPlans::PeriodEnd))
                 .col(big_integer(CompensationPlans::VariableTarget))
-                .col(timestamp_with_time_zone_null(CompensationPlans::ActivatedAt))
+                .col(timestamp_with_time_zone_null(
+                    CompensationPlans::ActivatedAt,
+                ))
                 .col(string(CompensationPlans::CreatedBy))
                 .col(timestamp_with_time_zone(CompensationPlans::CreatedAt))
                 .col(timestamp_with_time_zone(CompensationPlans::UpdatedAt))
@@ -309,7 +315,9 @@ impl MigrationTrait for Migration {
                 .col(big_integer(CompensationLinkVersions::Accelerator))
                 .col(big_integer(CompensationLinkVersions::Cap))
                 .col(boolean(CompensationLinkVersions::Removed).default(false))
-                .col(timestamp_with_time_zone(CompensationLinkVersions::ValidFrom))
+                .col(timestamp_with_time_zone(
+                    CompensationLinkVersions::ValidFrom,
+                ))
                 .col(string(CompensationLinkVersions::ChangedBy))
                 .foreign_key(&mut fk(
                     "fk_compensation_link_versions_link",
@@ -360,7 +368,8 @@ impl MigrationTrait for Migration {
         if db.get_database_backend() == DbBackend::Postgres {
             db.execute_unprepared("DROP VIEW IF EXISTS bi_compensation")
                 .await?;
-            db.execute_unprepared("DROP VIEW IF EXISTS bi_goals").await?;
+            db.execute_unprepared("DROP VIEW IF EXISTS bi_goals")
+                .await?;
         }
         for t in [
             CompensationLinkVersions::Table.into_iden(),

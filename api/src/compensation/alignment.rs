@@ -162,9 +162,7 @@ pub async fn report(db: &impl ConnectionTrait, at: DateTime<Utc>) -> AppResult<V
             .iter()
             .filter(|p| {
                 p.team_id == Some(t.id)
-                    || p.user_id
-                        .and_then(|u| user_team.get(&u).copied().flatten())
-                        == Some(t.id)
+                    || p.user_id.and_then(|u| user_team.get(&u).copied().flatten()) == Some(t.id)
             })
             .collect();
         let mut total_v = Decimal::ZERO;
@@ -210,9 +208,9 @@ pub async fn report(db: &impl ConnectionTrait, at: DateTime<Utc>) -> AppResult<V
                 .filter(|l| {
                     all_goals.get(&l.goal_id).is_some_and(|g| {
                         g.metric.is_revenue()
-                            && all_sharers(g.id).iter().any(|o| {
-                                function.get(o).is_some_and(|f| *f != t.function)
-                            })
+                            && all_sharers(g.id)
+                                .iter()
+                                .any(|o| function.get(o).is_some_and(|f| *f != t.function))
                     })
                 })
                 .map(|l| l.weight)

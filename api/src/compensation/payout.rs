@@ -113,7 +113,11 @@ pub fn payout(
             .checked_mul(i128::from(curve.accelerator))
             .ok_or_else(overflow)?;
         let md = a.den.checked_mul(per).ok_or_else(overflow)?;
-        (md.checked_add(over).ok_or_else(overflow)?, md, Branch::Accelerated)
+        (
+            md.checked_add(over).ok_or_else(overflow)?,
+            md,
+            Branch::Accelerated,
+        )
     };
     // Never above c: mn/md > cap/10⁴ ⇔ mn·10⁴ > cap·md.
     let cap = i128::from(curve.cap);
@@ -139,10 +143,10 @@ mod tests {
     use super::*;
 
     const CURVE: Curve = Curve {
-        weight: 5_000,      // 0.5
-        threshold: 5_000,   // 0.5
+        weight: 5_000,       // 0.5
+        threshold: 5_000,    // 0.5
         accelerator: 20_000, // 2
-        cap: 15_000,        // 1.5
+        cap: 15_000,         // 1.5
     };
 
     fn pay(num: i128, den: i128) -> (String, Branch) {

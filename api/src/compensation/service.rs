@@ -70,10 +70,7 @@ fn check_curve(c: Curve) -> AppResult<()> {
             "`weight` must be above 0 and at most 1",
         ));
     }
-    for (v, field) in [
-        (c.threshold, "threshold"),
-        (c.accelerator, "accelerator"),
-    ] {
+    for (v, field) in [(c.threshold, "threshold"), (c.accelerator, "accelerator")] {
         if v < 0 {
             return Err(AppError::bad_input(
                 field,

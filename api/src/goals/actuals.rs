@@ -52,11 +52,7 @@ impl Actual {
     /// actual / target (`target` in 1/10,000 units), exactly; none for a
     /// rate over nothing.
     pub fn attainment(self, k: Kind, target: i64) -> Option<Fraction> {
-        let (n, d, t) = (
-            i128::from(self.n),
-            i128::from(self.d),
-            i128::from(target),
-        );
+        let (n, d, t) = (i128::from(self.n), i128::from(self.d), i128::from(target));
         let per = i128::from(UNITS_PER_WHOLE);
         match k {
             Kind::Money => Fraction::new(n, t),
@@ -170,7 +166,8 @@ pub async fn cumulative(
         .iter()
         .map(|s| midnight(interval.next(*s)).min(p.to))
         .collect();
-    let counts = |v: Vec<i64>| -> Vec<Actual> { v.into_iter().map(|n| Actual { n, d: 1 }).collect() };
+    let counts =
+        |v: Vec<i64>| -> Vec<Actual> { v.into_iter().map(|n| Actual { n, d: 1 }).collect() };
     let values: Vec<Actual> = match g.metric {
         GoalMetric::NewCustomers => counts(metrics::new_customers_at(db, p.from, &ends, &f).await?),
         GoalMetric::QualifiedLeadsWon => {

@@ -135,7 +135,11 @@ impl GoalVersion {
         self.0.version
     }
     async fn target(&self, ctx: &Context<'_>) -> Result<Decimal> {
-        Ok(target_value(self.1, self.0.target, &settings(ctx)?.currency))
+        Ok(target_value(
+            self.1,
+            self.0.target,
+            &settings(ctx)?.currency,
+        ))
     }
     /// From when this target held (until the next version).
     async fn valid_from(&self) -> DateTime<Utc> {
@@ -310,11 +314,7 @@ impl Goal {
     /// The cumulative actual at the end of each bucket of the period (days,
     /// weeks from Monday, months or quarters), as the data stands.
     #[graphql(complexity = 20)]
-    async fn series(
-        &self,
-        ctx: &Context<'_>,
-        interval: SeriesInterval,
-    ) -> Result<Vec<GoalPoint>> {
+    async fn series(&self, ctx: &Context<'_>, interval: SeriesInterval) -> Result<Vec<GoalPoint>> {
         let currency = &settings(ctx)?.currency;
         let points = actuals::cumulative(db(ctx)?, &self.model, interval.into()).await?;
         Ok(points
@@ -405,7 +405,11 @@ impl GoalsQuery {
         require(ctx, READERS, "read goals")?;
         let f = filter.unwrap_or_default();
         let filter = GoalFilter {
-            team_id: f.team_id.as_ref().map(|t| parse_id(t, "teamId")).transpose()?,
+            team_id: f
+                .team_id
+                .as_ref()
+                .map(|t| parse_id(t, "teamId"))
+                .transpose()?,
             active_at: f.active_at,
             metrics: f.metric.unwrap_or_default(),
             archived: f.archived,

@@ -91,7 +91,10 @@ pub fn check_target(metric: GoalMetric, target: i64) -> AppResult<()> {
 async fn check_refs(w: &Work, g: &NewGoal) -> AppResult<()> {
     let db = w.db();
     if let Some(c) = g.campaign_id
-        && entity::campaign::Entity::find_by_id(c).one(db).await?.is_none()
+        && entity::campaign::Entity::find_by_id(c)
+            .one(db)
+            .await?
+            .is_none()
     {
         return Err(AppError::bad_input("campaignId", "no such campaign"));
     }
@@ -213,12 +216,7 @@ pub async fn update(
     .await
 }
 
-pub async fn update_in(
-    w: &mut Work,
-    by: &str,
-    id: Uuid,
-    p: GoalPatch,
-) -> AppResult<goal::Model> {
+pub async fn update_in(w: &mut Work, by: &str, id: Uuid, p: GoalPatch) -> AppResult<goal::Model> {
     let before = lock_in(w, id).await?;
     if before.archived_at.is_some() {
         return Err(AppError::bad_input("id", "the goal is archived"));

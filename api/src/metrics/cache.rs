@@ -51,11 +51,9 @@ impl Scope {
         let who = match caller.role {
             // They see every plan, or none, whoever they are.
             Role::Admin | Role::Revops | Role::Viewer => None,
-            Role::Member | Role::Integration => Some((
-                caller.subject.clone(),
-                caller.user_id(),
-                caller.team_id,
-            )),
+            Role::Member | Role::Integration => {
+                Some((caller.subject.clone(), caller.user_id(), caller.team_id))
+            }
         };
         Scope {
             role: caller.role,
