@@ -260,7 +260,8 @@ db_test!(every_goal_metric_with_filters, |app| async move {
     // L4 PAID (no account): MQL before the quarter, 50 won Jan 20.
     let l4 = lead(app, json!({"email": "l4@example.org", "source": "PAID", "stage": "INQUIRY", "createdAt": t(2025, 11, 20)})).await;
     lead_stage(app, &l4, "MQL", t(2025, 12, 1)).await;
-    let o4 = convert(app, &l4, "50", None, t(2025, 12, 5)).await;
+    let a4 = account(app, json!({"name": "A4", "segment": "MID_MARKET"})).await;
+    let o4 = convert(app, &l4, "50", Some(&a4), t(2025, 12, 5)).await;
     opp_stage(app, &o4, "CLOSED_WON", t(2026, 1, 20)).await;
     // O5 (A1, no lead): 100 created Jan 2, won Mar 1.
     won_deal(app, &a1, "100", t(2026, 1, 2), t(2026, 3, 1)).await;
@@ -398,7 +399,8 @@ db_test!(every_goal_metric_with_filters, |app| async move {
         .collect();
     assert_eq!(s, vec![("1", "0.25"), ("2", "0.5"), ("2", "0.5")]);
     // Coverage of a revenue goal at the period's end: open pipeline / (target − won).
-    // At Mar 1: O3 (1000) is open; won in the goal's period before Mar 1: 350.
+    // At Mar 1: O3 (1000) and O5 (100, won at Mar 1 itself, so not before
+    // it) are open; won in the goal's period before Mar 1: 350.
     let g = goal(app, q("REVENUE_WON", "1350", json!({}))).await;
     let resp = app
         .admin(
@@ -407,8 +409,8 @@ db_test!(every_goal_metric_with_filters, |app| async move {
         )
         .await;
     let p = &data(&resp)["metrics"]["pipeline"];
-    assert_eq!(p["total"], "1000.00", "{p}");
-    assert!((p["coverage"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{p}");
+    assert_eq!(p["total"], "1100.00", "{p}");
+    assert!((p["coverage"].as_f64().unwrap() - 1.1).abs() < 1e-9, "{p}");
     // Once the goal is met: null.
     let met = goal(app, q("REVENUE_WON", "100", json!({}))).await;
     let resp = app
@@ -519,7 +521,8 @@ async fn role_matrix(backend: Backend) {
     let team_plan = plan(app, team_plan).await;
     link(app, &alice_plan, &g, json!({"weight": "1"})).await;
     link(app, &team_plan, &g, json!({"weight": "1"})).await;
-    let at = Some(t(2026, 2, 1));
+    // Now (the period is over): the links in force now, the whole period measured.
+    let at = None;
 
     let ok = |resp: &Value, total: &str| {
         assert_eq!(
@@ -533,7 +536,9 @@ async fn role_matrix(backend: Backend) {
         assert!(resp["data"].is_null() || resp["data"]["compensationStatement"].is_null());
     };
     // Alice's own plan: 5,000 × 0.3.
+    let before = app.statements();
     ok(&statement(app, &alice_t, &alice_plan, at).await, "1500.00");
+    let computed = app.statements() - before;
     // Cached for Alice: the same request again is served without the metric.
     let before = app.statements();
     ok(&statement(app, &alice_t, &alice_plan, at).await, "1500.00");
@@ -581,7 +586,10 @@ async fn role_matrix(backend: Backend) {
     let before = app.statements();
     data(&app.gql(&alice_t, "{ me { role } }", json!({})).await);
     let baseline = app.statements() - before;
-    assert_eq!(cached, baseline + 1, "served from the cache");
+    assert!(
+        cached <= baseline + 1 && cached < computed,
+        "served from the cache: {cached} statements, {computed} computed, {baseline} baseline"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
