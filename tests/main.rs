@@ -9,6 +9,7 @@ mod auth;
 mod cache;
 mod cli;
 mod concurrency;
+mod goals;
 mod handoffs;
 mod hostile;
 mod http;

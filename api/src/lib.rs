@@ -2,9 +2,11 @@
 //! the HTTP surface. `App::build` turns a `Config` into a ready router.
 
 pub mod auth;
+pub mod compensation;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod goals;
 pub mod graphql;
 pub mod http;
 pub mod jobs;

@@ -653,3 +653,9 @@ impl Plain for entity::sla_policy::ActiveModel {}
 impl Plain for entity::handoff::ActiveModel {}
 impl Plain for entity::integration::ActiveModel {}
 impl Plain for entity::webhook_event::ActiveModel {}
+impl Plain for entity::goal::ActiveModel {}
+impl Plain for entity::goal_team::ActiveModel {}
+impl Plain for entity::goal_version::ActiveModel {}
+impl Plain for entity::compensation_plan::ActiveModel {}
+impl Plain for entity::compensation_link::ActiveModel {}
+impl Plain for entity::compensation_link_version::ActiveModel {}

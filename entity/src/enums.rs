@@ -156,3 +156,28 @@ impl WebhookProvider {
         WebhookProvider::ALL.iter().copied().find(|p| p.slug() == s)
     }
 }
+string_enum!(
+    /// What a goal measures (see docs/goals.md): revenue won, new customers,
+    /// pipeline created, qualified leads won (MQLs of the period whose
+    /// opportunity closed won), win rate, retention, or MQLs (a volume metric).
+    GoalMetric { RevenueWon, NewCustomers, PipelineCreated, QualifiedLeadsWon, WinRate, Retention, Mqls }
+);
+
+impl GoalMetric {
+    /// The metrics measured in revenue, which alone count for alignment.
+    pub fn is_revenue(self) -> bool {
+        matches!(
+            self,
+            GoalMetric::RevenueWon
+                | GoalMetric::QualifiedLeadsWon
+                | GoalMetric::NewCustomers
+                | GoalMetric::PipelineCreated
+                | GoalMetric::Retention
+        )
+    }
+
+    /// Volume metrics: counted, but a plan paid only on them is flagged.
+    pub fn is_volume(self) -> bool {
+        matches!(self, GoalMetric::Mqls)
+    }
+}

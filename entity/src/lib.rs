@@ -9,8 +9,14 @@
 
 pub mod account;
 pub mod campaign;
+pub mod compensation_link;
+pub mod compensation_link_version;
+pub mod compensation_plan;
 pub mod enums;
 pub mod external_id;
+pub mod goal;
+pub mod goal_team;
+pub mod goal_version;
 pub mod handoff;
 pub mod integration;
 pub mod job;
@@ -28,7 +34,13 @@ pub mod webhook_event;
 pub mod prelude {
     pub use super::account::Entity as Account;
     pub use super::campaign::Entity as Campaign;
+    pub use super::compensation_link::Entity as CompensationLink;
+    pub use super::compensation_link_version::Entity as CompensationLinkVersion;
+    pub use super::compensation_plan::Entity as CompensationPlan;
     pub use super::external_id::Entity as ExternalId;
+    pub use super::goal::Entity as Goal;
+    pub use super::goal_team::Entity as GoalTeam;
+    pub use super::goal_version::Entity as GoalVersion;
     pub use super::handoff::Entity as Handoff;
     pub use super::integration::Entity as Integration;
     pub use super::job::Entity as Job;

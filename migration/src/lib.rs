@@ -14,6 +14,7 @@ mod m20261202_000008_data_version_slots;
 mod m20261202_000009_jobs;
 mod m20261202_000010_handoffs;
 mod m20261202_000011_lead_inquiry_at;
+mod m20261202_000012_goals;
 mod m20261202_000013_webhooks;
 mod m20261202_000014_operations;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_jobs::Migration),
             Box::new(m20261202_000010_handoffs::Migration),
             Box::new(m20261202_000011_lead_inquiry_at::Migration),
+            Box::new(m20261202_000012_goals::Migration),
             Box::new(m20261202_000013_webhooks::Migration),
             Box::new(m20261202_000014_operations::Migration),
         ]

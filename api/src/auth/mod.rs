@@ -107,3 +107,8 @@ pub const RECORD_WRITERS: &[Role] = &[Role::Admin, Role::Revops, Role::Member, R
 pub const CAMPAIGN_WRITERS: &[Role] = &[Role::Admin, Role::Revops, Role::Integration];
 /// Roles that manage teams and users.
 pub const ADMINS: &[Role] = &[Role::Admin];
+/// Roles that manage goals, compensation plans and their links.
+pub const PLANNERS: &[Role] = &[Role::Admin, Role::Revops];
+/// Roles that may ask for compensation data at all (a MEMBER only their
+/// own plans and their team's: see `compensation::service::may_read`).
+pub const COMPENSATION_READERS: &[Role] = &[Role::Admin, Role::Revops, Role::Member];

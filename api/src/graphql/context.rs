@@ -68,6 +68,9 @@ pub trait ChildLoader<V>:
 impl ChildLoader<crate::records::external_ids::ExternalRef> for loaders::ExternalIdsOf {
     type Key = (entity::enums::RecordKind, uuid::Uuid);
 }
+impl ChildLoader<entity::goal::Model> for loaders::GoalsOfTeam {
+    type Key = uuid::Uuid;
+}
 impl<E: sea_orm::EntityTrait, T> ChildLoader<E::Model> for loaders::GroupedBy<E, T>
 where
     loaders::GroupedBy<E, T>: async_graphql::dataloader::Loader<

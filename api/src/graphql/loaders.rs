@@ -185,6 +185,7 @@ use crate::metrics::sql::placeholder;
 pub struct ByLead;
 pub struct ByOpportunity;
 pub struct ByAccount;
+pub struct ByGoal;
 
 pub type TeamById = ById<entity::team::Entity>;
 pub type UserById = ById<entity::user::Entity>;
@@ -198,6 +199,7 @@ pub type HandoffsOfOpportunity = GroupedBy<entity::handoff::Entity, ByOpportunit
 pub type TouchpointsOfLead = GroupedBy<entity::touchpoint::Entity, ByLead>;
 pub type StageHistoryOfLead = GroupedBy<entity::stage_change::Entity, ByLead>;
 pub type StageHistoryOfOpportunity = GroupedBy<entity::stage_change::Entity, ByOpportunity>;
+pub type GoalTeamsOf = GroupedBy<entity::goal_team::Entity, ByGoal>;
 pub type LeadsOfAccount = CappedChildren<entity::lead::Entity, ByAccount>;
 pub type OpportunitiesOfAccount = CappedChildren<entity::opportunity::Entity, ByAccount>;
 
@@ -228,6 +230,16 @@ pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: 
     ));
     data.insert(dl::<ExternalIdsOf, _>(ExternalIdsOf(db.clone()), delay));
     data.insert(dl::<SlaPolicyById, _>(ById(db.clone(), PhantomData), delay));
+    data.insert(dl::<GoalTeamsOf, _>(
+        GroupedBy {
+            db: db.clone(),
+            fk: entity::goal_team::Column::GoalId,
+            order: entity::goal_team::Column::TeamId,
+            _tag: PhantomData,
+        },
+        delay,
+    ));
+    data.insert(dl::<GoalsOfTeam, _>(GoalsOfTeam(db.clone()), delay));
     data.insert(dl::<HandoffsOfLead, _>(
         GroupedBy {
             db: db.clone(),
@@ -348,4 +360,26 @@ pub fn clear_all(ctx: &async_graphql::Context<'_>) {
     clear::<HandoffsOfOpportunity, Uuid>(ctx);
     clear::<LeadsOfAccount, Capped>(ctx);
     clear::<OpportunitiesOfAccount, Capped>(ctx);
+}
+
+/// The goals each team shares (not archived), by period start.
+pub struct GoalsOfTeam(DatabaseConnection);
+
+impl Loader<Uuid> for GoalsOfTeam {
+    type Value = Vec<entity::goal::Model>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<entity::goal::Model>>, LoadError> {
+        let rows = crate::goals::service::of_teams(&self.0, keys).await?;
+        let mut map: HashMap<Uuid, Vec<entity::goal::Model>> = HashMap::new();
+        for (team, g) in rows {
+            if g.archived_at.is_none() {
+                map.entry(team).or_default().push(g);
+            }
+        }
+        Ok(map)
+    }
 }

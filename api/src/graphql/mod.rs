@@ -25,6 +25,8 @@ pub struct Query(
     records::opportunities::graphql::OpportunitiesQuery,
     records::handoffs::graphql::HandoffsQuery,
     crate::metrics::graphql::MetricsQuery,
+    crate::goals::graphql::GoalsQuery,
+    crate::compensation::graphql::CompensationQuery,
     crate::jobs::graphql::JobsQuery,
     crate::webhooks::graphql::WebhooksQuery,
 );
@@ -40,6 +42,8 @@ pub struct Mutation(
     records::handoffs::graphql::HandoffsMutation,
     records::history::graphql::HistoryMutation,
     crate::webhooks::graphql::WebhooksMutation,
+    crate::goals::graphql::GoalsMutation,
+    crate::compensation::graphql::CompensationMutation,
 );
 
 #[derive(MergedSubscription, Default)]

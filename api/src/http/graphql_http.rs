@@ -372,11 +372,11 @@ async fn execute(
     span.record("operation_type", ty);
     // A dashboard's repeated metric query: served from the cache while no write intervened.
     let mut cache_key = None;
-    if state.metrics_cache.enabled() && operation.is_some_and(cache::metrics_only) {
+    if state.metrics_cache.enabled() && operation.is_some_and(cache::cacheable) {
         match cache::data_version(&state.db).await {
             Ok(version) => {
                 let key = MetricsCache::key(
-                    caller.role,
+                    cache::Scope::of(caller),
                     version,
                     &params.query,
                     operation_name.as_deref(),

@@ -1,11 +1,15 @@
 //! A short-lived cache of whole metric responses, for BI dashboards that send
 //! the same queries again and again.
 //!
-//! - Only operations that select nothing but `metrics` are cached, and only
-//!   answers without errors.
-//! - The key holds the caller's role, the exact request (query, operation
-//!   name, variables) and the database's data version: a role never reads
-//!   another role's entry.
+//! - Only operations that select nothing but metric-like roots (`metrics`,
+//!   goals, compensation statements and plans, the alignment report) are
+//!   cached, and only answers without errors.
+//! - The key holds who may see what (`Scope`: the role, and for roles whose
+//!   view depends on who they are — a MEMBER sees only their own and their
+//!   team's compensation, an INTEGRATION what it wrote — the user, subject
+//!   and team), the exact request (query, operation name, variables) and
+//!   the database's data version: no cached answer crosses from one caller
+//!   to another who may see something different.
 //! - Every write raises the data version inside its own transaction
 //!   (`bump`, called by the unit of work), so an entry computed before a
 //!   write is never served after it, on this replica or any other: the
@@ -29,9 +33,33 @@ pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    role: Role,
+    scope: Scope,
     version: i64,
     request: String,
+}
+
+/// Who may see what: callers with equal scopes see the same answers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    role: Role,
+    /// For MEMBER and INTEGRATION: the token subject, the user and the team.
+    who: Option<(String, Option<uuid::Uuid>, Option<uuid::Uuid>)>,
+}
+
+impl Scope {
+    pub fn of(caller: &crate::auth::Caller) -> Scope {
+        let who = match caller.role {
+            // They see every plan, or none, whoever they are.
+            Role::Admin | Role::Revops | Role::Viewer => None,
+            Role::Member | Role::Integration => {
+                Some((caller.subject.clone(), caller.user_id(), caller.team_id))
+            }
+        };
+        Scope {
+            role: caller.role,
+            who,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -59,7 +87,7 @@ impl MetricsCache {
     }
 
     pub fn key(
-        role: Role,
+        scope: Scope,
         version: i64,
         query: &str,
         operation_name: Option<&str>,
@@ -67,7 +95,7 @@ impl MetricsCache {
     ) -> CacheKey {
         let request = serde_json::json!([query, operation_name, variables]).to_string();
         CacheKey {
-            role,
+            scope,
             version,
             request,
         }
@@ -84,8 +112,19 @@ impl MetricsCache {
     }
 }
 
-/// Whether `op` is a query selecting only `metrics` (and `__typename`) at its root.
-pub fn metrics_only(op: &OperationDefinition) -> bool {
+/// The root fields whose answers may be cached: metrics, and what is read
+/// through them (goals, compensation statements, the alignment report).
+pub const CACHEABLE: &[&str] = &[
+    "metrics",
+    "goal",
+    "goals",
+    "compensationPlan",
+    "compensationStatement",
+    "alignment",
+];
+
+/// Whether `op` is a query selecting only cacheable roots (and `__typename`).
+pub fn cacheable(op: &OperationDefinition) -> bool {
     if op.ty != OperationType::Query {
         return false;
     }
@@ -94,12 +133,12 @@ pub fn metrics_only(op: &OperationDefinition) -> bool {
         && items.iter().all(|s| match &s.node {
             Selection::Field(f) => {
                 let n = f.node.name.node.as_str();
-                n == "metrics" || n == "__typename"
+                CACHEABLE.contains(&n) || n == "__typename"
             }
             _ => false,
         })
         && items.iter().any(|s| match &s.node {
-            Selection::Field(f) => f.node.name.node.as_str() == "metrics",
+            Selection::Field(f) => CACHEABLE.contains(&f.node.name.node.as_str()),
             _ => false,
         })
 }

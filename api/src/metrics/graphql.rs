@@ -184,10 +184,36 @@ pub struct PipelineStage {
 }
 
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Pipeline {
     /// Open amount, all stages.
     pub total: Decimal,
     pub stages: Vec<PipelineStage>,
+    #[graphql(skip)]
+    units: i64,
+    #[graphql(skip)]
+    at: DateTime<Utc>,
+}
+
+#[async_graphql::ComplexObject]
+impl Pipeline {
+    /// Pipeline coverage of a REVENUE_WON goal at the period's end: this
+    /// pipeline / (the goal's target − revenue won in the goal's period, by
+    /// its filters, before the period's end). Null once the goal is met.
+    async fn coverage(&self, ctx: &Context<'_>, goal_id: ID) -> Result<Option<f64>> {
+        let db = db(ctx)?;
+        let g = crate::goals::service::get(db, parse_id(&goal_id, "goalId")?).await?;
+        if g.metric != entity::enums::GoalMetric::RevenueWon {
+            return Err(crate::error::AppError::bad_input(
+                "goalId",
+                "coverage is defined for REVENUE_WON goals only",
+            )
+            .into());
+        }
+        let won = crate::goals::actuals::actual(db, &g, self.at).await?;
+        let left = g.target - won.n;
+        Ok((left > 0).then(|| self.units as f64 / left as f64))
+    }
 }
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -458,6 +484,8 @@ impl Metrics {
         let stages = service::pipeline(db(ctx)?, &self.period, &self.filter).await?;
         let total: i64 = stages.iter().map(|s| s.amount).sum();
         Ok(Pipeline {
+            units: total,
+            at: self.period.to,
             total: money(total, &currency),
             stages: stages
                 .into_iter()

@@ -278,7 +278,8 @@ struct CohortSplit {
     raw: Vec<Period>,
 }
 
-fn midnight(d: NaiveDate) -> DateTime<Utc> {
+/// 00:00 UTC of a day.
+pub fn midnight(d: NaiveDate) -> DateTime<Utc> {
     d.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
@@ -699,21 +700,126 @@ pub async fn retention(
     p: &Period,
     f: &MetricFilter,
 ) -> AppResult<Retention> {
-    let mut q = Sql::new(db.get_database_backend());
-    q.push("SELECT COUNT(*) AS base, CAST(COALESCE(SUM(CASE WHEN a.churned_at IS NULL OR a.churned_at >= ")
-        .bind(p.to)
-        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS retained FROM accounts a WHERE a.became_customer_at IS NOT NULL AND a.became_customer_at <= ")
-        .bind(p.from)
-        .push(" AND (a.churned_at IS NULL OR a.churned_at > ")
-        .bind(p.from)
-        .push(")");
-    account_conditions(&mut q, f, "a");
-    let mut out = Retention::default();
-    if let Some(row) = db.query_one_raw(q.statement()).await? {
-        out.customers_at_start = i64_at(&row, "base")?;
-        out.retained = i64_at(&row, "retained")?;
+    Ok(retention_at(db, p.from, &[p.to], f)
+        .await?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// `WITH ends (b, e) AS (VALUES (0, t0), (1, t1), …)`: the instants a
+/// metric is read at, numbered. Callers ensure `ends` is not empty.
+fn ends_cte(q: &mut Sql, ends: &[DateTime<Utc>]) {
+    q.push("WITH ends (b, e) AS (VALUES ");
+    for (i, at) in ends.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push("(").bind(i as i64).push(", ").bind(*at).push(")");
+    }
+    q.push(") ");
+}
+
+/// One number per end, in order, from rows `(b, <col>)`.
+fn per_end(rows: &[QueryResult], n: usize, col: &str) -> AppResult<Vec<i64>> {
+    let mut out = vec![0; n];
+    for row in rows {
+        let b = i64_at(row, "b")?;
+        if let Some(v) = usize::try_from(b).ok().and_then(|b| out.get_mut(b)) {
+            *v = i64_at(row, col)?;
+        }
     }
     Ok(out)
+}
+
+/// Retention from `from` to each of `ends` (each after `from`), in one
+/// statement: the accounts that were customers at `from`, and of those the
+/// ones not churned before the end.
+pub async fn retention_at(
+    db: &impl ConnectionTrait,
+    from: DateTime<Utc>,
+    ends: &[DateTime<Utc>],
+    f: &MetricFilter,
+) -> AppResult<Vec<Retention>> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = Sql::new(db.get_database_backend());
+    ends_cte(&mut q, ends);
+    q.push(&format!(
+        "SELECT ends.b AS b, COUNT(*) AS base, {} AS retained FROM ends CROSS JOIN accounts a \
+         WHERE a.became_customer_at IS NOT NULL AND a.became_customer_at <= ",
+        sum("CASE WHEN a.churned_at IS NULL OR a.churned_at >= ends.e THEN 1 ELSE 0 END")
+    ))
+    .bind(from)
+    .push(" AND (a.churned_at IS NULL OR a.churned_at > ")
+    .bind(from)
+    .push(")");
+    account_conditions(&mut q, f, "a");
+    q.push(" GROUP BY ends.b");
+    let rows = db.query_all_raw(q.statement()).await?;
+    let base = per_end(&rows, ends.len(), "base")?;
+    let retained = per_end(&rows, ends.len(), "retained")?;
+    Ok(base
+        .into_iter()
+        .zip(retained)
+        .map(|(customers_at_start, retained)| Retention {
+            customers_at_start,
+            retained,
+        })
+        .collect())
+}
+
+// -------------------------------------------------------- goal-only metrics
+
+/// New customers from `from` to each of `ends`, in one statement: accounts
+/// that became customers in `[from, end)` (account filters, as retention).
+pub async fn new_customers_at(
+    db: &impl ConnectionTrait,
+    from: DateTime<Utc>,
+    ends: &[DateTime<Utc>],
+    f: &MetricFilter,
+) -> AppResult<Vec<i64>> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = Sql::new(db.get_database_backend());
+    ends_cte(&mut q, ends);
+    q.push(
+        "SELECT ends.b AS b, COUNT(*) AS n FROM ends JOIN accounts a \
+         ON a.became_customer_at < ends.e WHERE a.became_customer_at >= ",
+    )
+    .bind(from);
+    account_conditions(&mut q, f, "a");
+    q.push(" GROUP BY ends.b");
+    let rows = db.query_all_raw(q.statement()).await?;
+    per_end(&rows, ends.len(), "n")
+}
+
+/// Qualified leads won from `from` to each of `ends`, in one statement:
+/// leads that became MQL (entered MQL or a later main-path stage) in
+/// `[from, end)` and whose opportunity is closed won as the data stands,
+/// whenever it closed (lead filters).
+pub async fn qualified_leads_won_at(
+    db: &impl ConnectionTrait,
+    from: DateTime<Utc>,
+    ends: &[DateTime<Utc>],
+    f: &MetricFilter,
+) -> AppResult<Vec<i64>> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = Sql::new(db.get_database_backend());
+    ends_cte(&mut q, ends);
+    q.push(
+        "SELECT ends.b AS b, COUNT(*) AS n FROM ends JOIN leads l ON l.mql_at < ends.e \
+         JOIN opportunities o ON o.id = l.converted_opportunity_id AND o.stage = 'CLOSED_WON' \
+         WHERE l.mql_at >= ",
+    )
+    .bind(from);
+    lead_conditions(&mut q, f, "l");
+    q.push(" GROUP BY ends.b");
+    let rows = db.query_all_raw(q.statement()).await?;
+    per_end(&rows, ends.len(), "n")
 }
 
 // ------------------------------------------------------------------- pipeline
@@ -1116,7 +1222,8 @@ impl Interval {
         }
     }
 
-    fn next(self, d: NaiveDate) -> NaiveDate {
+    /// The start of the bucket after the one starting at `d`.
+    pub fn next(self, d: NaiveDate) -> NaiveDate {
         match self {
             Interval::Day => d + Duration::days(1),
             Interval::Week => d + Duration::days(7),
@@ -1141,21 +1248,12 @@ pub struct Bucket {
 /// Most buckets one series may have.
 pub const MAX_BUCKETS: usize = 1_000;
 
-pub async fn series(
-    db: &impl ConnectionTrait,
-    p: &Period,
-    f: &MetricFilter,
-    metric: SeriesMetric,
-    interval: Interval,
-) -> AppResult<Vec<Bucket>> {
+/// The starts of the buckets of `interval` that cover the period (the
+/// first may start before it); at most `MAX_BUCKETS`.
+pub fn bucket_starts(p: &Period, interval: Interval) -> AppResult<Vec<NaiveDate>> {
     let mut starts = Vec::new();
     let mut b = interval.floor(p.from);
-    let end = p.to;
-    while b
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc() < end)
-        .unwrap_or(false)
-    {
+    while midnight(b) < p.to {
         starts.push(b);
         if starts.len() > MAX_BUCKETS {
             return Err(AppError::bad_input(
@@ -1165,6 +1263,17 @@ pub async fn series(
         }
         b = interval.next(b);
     }
+    Ok(starts)
+}
+
+pub async fn series(
+    db: &impl ConnectionTrait,
+    p: &Period,
+    f: &MetricFilter,
+    metric: SeriesMetric,
+    interval: Interval,
+) -> AppResult<Vec<Bucket>> {
+    let starts = bucket_starts(p, interval)?;
     if metric == SeriesMetric::Pipeline {
         // Each bucket: the pipeline at its end, or at the period's end for the last.
         let ends: Vec<(String, DateTime<Utc>)> = starts

@@ -23,6 +23,18 @@ impl Team {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// The goals this team shares (not archived), by period start.
+    async fn goals(&self, ctx: &Context<'_>) -> Result<Vec<crate::goals::graphql::Goal>> {
+        let rows =
+            crate::graphql::context::load_children::<crate::graphql::loaders::GoalsOfTeam, _>(
+                ctx, self.0.id,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(crate::goals::graphql::Goal::now)
+            .collect())
+    }
 }
 
 #[derive(Default)]
