@@ -1170,8 +1170,16 @@ mod fault {
         url: String,
     }
 
+    /// Kills the server (SIGKILL) if a test fails before it does.
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
     fn spawn(db_url: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        let child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
             .args([
                 "serve",
                 "--bind",
@@ -1190,7 +1198,11 @@ mod fault {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut server = Server {
+            child,
+            url: String::new(),
+        };
+        let stdout = server.child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -1206,8 +1218,8 @@ mod fault {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
                 && let Some(u) = line.split("GraphiQL:").nth(1)
             {
-                let url = u.trim().trim_end_matches("/graphql").to_owned();
-                return Server { child, url };
+                server.url = u.trim().trim_end_matches("/graphql").to_owned();
+                return server;
             }
         }
     }

@@ -92,7 +92,7 @@ pub fn check_settings(settings: &Value) -> AppResult<()> {
         }
     }
     if let Some(a) = settings.get("defaultAccountId")
-        && !a.as_str().is_some_and(|s| Uuid::parse_str(s).is_ok())
+        && a.as_str().is_none_or(|s| Uuid::parse_str(s).is_err())
     {
         return Err(bad("`defaultAccountId` must be an account id"));
     }
