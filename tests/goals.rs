@@ -823,3 +823,322 @@ db_test!(alignment_warnings, |app| async move {
         assert!(t["revenueLinkedShare"].is_null(), "{t}");
     }
 });
+
+/// Runs `query` as ADMIN: the statements it issued and its data.
+async fn counted(app: &TestApp, query: &str, vars: Value) -> (u64, Value) {
+    let before = app.statements();
+    let resp = app.admin(query, vars).await;
+    let n = app.statements() - before;
+    (n, data(&resp).clone())
+}
+
+const GOAL_FIELDS: &str = "id name actual attainment remaining pace { expected status } series(interval: MONTH) { start actual attainment } versions { version }";
+
+// 7. Actuals are batched: a page of 12 goals (every metric, three periods,
+// four filters) issues as many statements as a page of 2, and reads the
+// same numbers as each goal read alone; so do `Team.goals` and `alignment`.
+db_test!(goal_actuals_batched, |app| async move {
+    let mkt = team(app, "Marketing", "MARKETING").await;
+    let sales = team(app, "Sales", "SALES").await;
+    let (rep, _) = user(app, "rep@x.io", &sales, Role::Member).await;
+    let a1 = account(app, json!({"name": "A1", "segment": "SMB", "status": "CUSTOMER", "becameCustomerAt": t(2026, 1, 15), "ownerId": rep})).await;
+    account(app, json!({"name": "A2", "segment": "ENTERPRISE", "status": "CHURNED", "becameCustomerAt": t(2025, 6, 1), "churnedAt": t(2026, 2, 1), "ownerId": rep})).await;
+    let l1 = lead(app, json!({"email": "l1@example.org", "source": "PAID", "accountId": a1, "stage": "INQUIRY", "createdAt": t(2025, 12, 20)})).await;
+    lead_stage(app, &l1, "MQL", t(2026, 1, 5)).await;
+    let o1 = convert(app, &l1, "300", Some(&a1), t(2026, 1, 10)).await;
+    opp_stage(app, &o1, "CLOSED_WON", t(2026, 2, 1)).await;
+    let l2 = lead(app, json!({"email": "l2@example.org", "source": "WEB", "accountId": a1, "stage": "MQL", "createdAt": t(2026, 1, 3)})).await;
+    let o2 = convert(app, &l2, "200", Some(&a1), t(2026, 1, 20)).await;
+    opp_stage(app, &o2, "CLOSED_LOST", t(2026, 2, 10)).await;
+    won_deal(app, &a1, "100", t(2026, 1, 2), t(2026, 3, 1)).await;
+
+    let metrics = [
+        ("REVENUE_WON", "1000"),
+        ("NEW_CUSTOMERS", "4"),
+        ("PIPELINE_CREATED", "1000"),
+        ("QUALIFIED_LEADS_WON", "4"),
+        ("WIN_RATE", "0.5"),
+        ("RETENTION", "0.8"),
+        ("MQLS", "4"),
+    ];
+    let filters = [
+        json!({}),
+        json!({"source": "PAID"}),
+        json!({"segment": "SMB"}),
+        json!({"teamId": sales}),
+    ];
+    // One period holds now (the alignment report's goals).
+    let periods = [
+        (t(2026, 2, 1), Utc::now() + Duration::days(30)),
+        (t(2026, 1, 1), t(2026, 4, 1)),
+        (t(2026, 1, 1), t(2026, 2, 1)),
+    ];
+    let mk = |i: usize| {
+        let (metric, target) = metrics[i % metrics.len()];
+        let (from, to) = periods[i % periods.len()];
+        let mut g = json!({"name": format!("g{i:02}"), "metric": metric, "target": target, "periodStart": from, "periodEnd": to, "teamIds": [mkt, sales]});
+        for (k, v) in filters[i % filters.len()].as_object().unwrap() {
+            g[k] = v.clone();
+        }
+        g
+    };
+    let page = format!(
+        "query($n: Int) {{ goals(first: $n, orderBy: {{field: NAME}}) {{ nodes {{ {GOAL_FIELDS} }} }} }}"
+    );
+    let teams = format!("{{ teams {{ name goals {{ {GOAL_FIELDS} }} }} }}");
+    let alignment =
+        format!("{{ alignment {{ teams {{ sharedGoals {{ goal {{ {GOAL_FIELDS} }} }} }} }} }}");
+
+    for i in 0..2 {
+        goal(app, mk(i)).await;
+    }
+    let (teams_2, _) = counted(app, &teams, json!({})).await;
+    let (alignment_2, _) = counted(app, &alignment, json!({})).await;
+    for i in 2..12 {
+        goal(app, mk(i)).await;
+    }
+    let (page_2, two) = counted(app, &page, json!({"n": 2})).await;
+    let (page_12, twelve) = counted(app, &page, json!({"n": 12})).await;
+    eprintln!("statements: page of 2 = {page_2}, page of 12 = {page_12}");
+    assert_eq!(two["goals"]["nodes"].as_array().unwrap().len(), 2);
+    let nodes = twelve["goals"]["nodes"].as_array().unwrap().clone();
+    assert_eq!(nodes.len(), 12);
+    assert_eq!(
+        page_2, page_12,
+        "a page of 12 goals issues more statements than a page of 2"
+    );
+    let (teams_12, _) = counted(app, &teams, json!({})).await;
+    let (alignment_12, shared) = counted(app, &alignment, json!({})).await;
+    eprintln!(
+        "statements: Team.goals {teams_2} → {teams_12}, alignment {alignment_2} → {alignment_12}"
+    );
+    assert_eq!(teams_2, teams_12, "Team.goals grows with the goals");
+    assert_eq!(alignment_2, alignment_12, "alignment grows with the goals");
+    assert_eq!(
+        shared["alignment"]["teams"][0]["sharedGoals"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "{shared}"
+    );
+
+    // The batched numbers are each goal's numbers read alone (but the
+    // share of a running period expected by now, read a moment later).
+    let one = format!("query($id: ID!) {{ goal(id: $id) {{ {GOAL_FIELDS} }} }}");
+    let mut nonzero = 0;
+    let timeless = |g: &Value| {
+        let mut g = g.clone();
+        g["pace"]["expected"] = Value::Null;
+        g
+    };
+    for node in &nodes {
+        let (_, alone) = counted(app, &one, json!({"id": node["id"]})).await;
+        assert_eq!(
+            timeless(&alone["goal"]),
+            timeless(node),
+            "batched and alone differ"
+        );
+        if node["actual"]
+            .as_str()
+            .is_some_and(|a| a.parse::<f64>().unwrap() > 0.0)
+        {
+            nonzero += 1;
+        }
+    }
+    assert!(nonzero >= 6, "too few goals measure anything: {nodes:#?}");
+});
+
+const PLANS: &str = "query($f: CompensationPlanFilterInput, $n: Int, $after: String) { compensationPlans(filter: $f, first: $n, after: $after) { totalCount nodes { name } pageInfo { hasNextPage endCursor } } }";
+
+/// The names of the plans `token` lists with filter `f` (and the total count).
+async fn plan_names(app: &TestApp, token: &str, f: Value) -> (Vec<String>, u64) {
+    let resp = app.gql(token, PLANS, json!({"f": f})).await;
+    let c = &data(&resp)["compensationPlans"];
+    let names = c["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .collect();
+    (names, c["totalCount"].as_u64().unwrap())
+}
+
+fn names(v: &[&str]) -> (Vec<String>, u64) {
+    (v.iter().map(|s| s.to_string()).collect(), v.len() as u64)
+}
+
+// 8. `compensationPlans`: who lists which plans (cache included), every
+// filter, pages, and no statement per plan.
+async fn plan_list(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.metrics_cache_secs = 30).await;
+    let app = &app;
+    let sales = team(app, "Sales", "SALES").await;
+    let mkt = team(app, "Marketing", "MARKETING").await;
+    let (alice, alice_t) = user(app, "alice@x.io", &sales, Role::Member).await;
+    let (bob, bob_t) = user(app, "bob@x.io", &sales, Role::Member).await;
+    let (_, carol_t) = user(app, "carol@x.io", &mkt, Role::Member).await;
+    let (_, revops_t) = user(app, "rita@x.io", &mkt, Role::Revops).await;
+    let viewer_t = app.token(Role::Viewer, "bi-tool");
+    let integration_t = app.token(Role::Integration, "crm");
+    let g = goal(
+        app,
+        json!({"name": "Rev", "metric": "REVENUE_WON", "target": "1000", "periodStart": t(2026, 1, 1), "periodEnd": t(2026, 7, 1), "teamIds": [sales, mkt]}),
+    )
+    .await;
+    let mk = |name: &str, who: (&str, &str), from: DateTime<Utc>, to: DateTime<Utc>| json!({"name": name, who.0: who.1, "periodStart": from, "periodEnd": to, "variableTarget": "1000"});
+    let g = &g;
+    let activate = |p: String| async move {
+        link(app, &p, g, json!({"weight": "1"})).await;
+        data(
+            &app.admin(
+                "mutation($p: ID!) { activatePlan(planId: $p) { id } }",
+                json!({"p": p}),
+            )
+            .await,
+        );
+    };
+    // In period-start order (ties in creation order).
+    let p = plan(
+        app,
+        mk("Alice", ("userId", &alice), t(2026, 1, 1), t(2026, 2, 1)),
+    )
+    .await;
+    activate(p).await;
+    let p = plan(
+        app,
+        mk(
+            "Sales pool",
+            ("teamId", &sales),
+            t(2026, 1, 1),
+            t(2026, 7, 1),
+        ),
+    )
+    .await;
+    activate(p).await;
+    plan(
+        app,
+        mk("Mkt pool", ("teamId", &mkt), t(2026, 1, 1), t(2026, 2, 1)),
+    )
+    .await;
+    plan(
+        app,
+        mk("Bob", ("userId", &bob), t(2026, 2, 1), t(2026, 4, 1)),
+    )
+    .await;
+
+    let all = names(&["Alice", "Sales pool", "Mkt pool", "Bob"]);
+    // REVOPS and ADMIN: every plan.
+    assert_eq!(plan_names(app, &revops_t, json!(null)).await, all);
+    assert_eq!(plan_names(app, &app.admin_token(), json!(null)).await, all);
+    // A MEMBER: their own and their team's; the very same request, cached
+    // for Alice, is not served to Bob.
+    let before = app.statements();
+    assert_eq!(
+        plan_names(app, &alice_t, json!(null)).await,
+        names(&["Alice", "Sales pool"])
+    );
+    let computed = app.statements() - before;
+    let before = app.statements();
+    assert_eq!(
+        plan_names(app, &alice_t, json!(null)).await,
+        names(&["Alice", "Sales pool"])
+    );
+    assert!(
+        app.statements() - before < computed,
+        "Alice's repeat was not cached"
+    );
+    assert_eq!(
+        plan_names(app, &bob_t, json!(null)).await,
+        names(&["Sales pool", "Bob"])
+    );
+    assert_eq!(
+        plan_names(app, &carol_t, json!(null)).await,
+        names(&["Mkt pool"])
+    );
+    // Filters never widen a MEMBER's view.
+    assert_eq!(
+        plan_names(app, &alice_t, json!({"userId": bob})).await,
+        names(&[])
+    );
+    assert_eq!(
+        plan_names(app, &carol_t, json!({"teamId": sales})).await,
+        names(&[])
+    );
+    // VIEWER and INTEGRATION: FORBIDDEN.
+    for tok in [&viewer_t, &integration_t] {
+        let resp = app.gql(tok, PLANS, json!({})).await;
+        assert_eq!(error_code(&resp), Some("FORBIDDEN"), "{resp}");
+        assert!(resp["data"].is_null(), "{resp}");
+    }
+    // Every filter, alone and together.
+    let admin = app.admin_token();
+    let cases = [
+        (json!({"teamId": sales}), names(&["Sales pool"])),
+        (json!({"userId": alice}), names(&["Alice"])),
+        (json!({"active": true}), names(&["Alice", "Sales pool"])),
+        (json!({"active": false}), names(&["Mkt pool", "Bob"])),
+        (
+            json!({"activeAt": t(2026, 2, 15)}),
+            names(&["Sales pool", "Bob"]),
+        ),
+        // The period is half-open: a plan ending Feb 1 is not active then.
+        (
+            json!({"activeAt": t(2026, 2, 1)}),
+            names(&["Sales pool", "Bob"]),
+        ),
+        (
+            json!({"activeAt": t(2026, 1, 15), "active": false}),
+            names(&["Mkt pool"]),
+        ),
+        (json!({"teamId": mkt, "active": true}), names(&[])),
+    ];
+    for (f, want) in cases {
+        assert_eq!(plan_names(app, &admin, f.clone()).await, want, "{f}");
+    }
+    let resp = app.admin(PLANS, json!({"f": {"teamId": "nope"}})).await;
+    assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{resp}");
+    // Pages: two, then the rest after the cursor; page sizes are bounded.
+    let resp = app.admin(PLANS, json!({"n": 2})).await;
+    let c = &data(&resp)["compensationPlans"];
+    assert_eq!(
+        c["nodes"],
+        json!([{"name": "Alice"}, {"name": "Sales pool"}])
+    );
+    assert_eq!(c["pageInfo"]["hasNextPage"], true);
+    let resp = app
+        .admin(PLANS, json!({"n": 2, "after": c["pageInfo"]["endCursor"]}))
+        .await;
+    let c = &data(&resp)["compensationPlans"];
+    assert_eq!(c["nodes"], json!([{"name": "Mkt pool"}, {"name": "Bob"}]));
+    assert_eq!(c["pageInfo"]["hasNextPage"], false);
+    let resp = app.admin(PLANS, json!({"n": 501})).await;
+    assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{resp}");
+    // Links, their goals' actuals and versions: no statement per plan.
+    let deep = "query($n: Int) { compensationPlans(first: $n) { nodes { name team { name } user { email } links { weight goal { name actual attainment } versions { version } } } } }";
+    // (The first two: a user's plan and a team's, both linked.)
+    let (two, _) = counted(app, deep, json!({"n": 2})).await;
+    let (four, d) = counted(app, deep, json!({"n": 4})).await;
+    assert_eq!(
+        d["compensationPlans"]["nodes"][1]["links"][0]["goal"]["name"], "Rev",
+        "{d}"
+    );
+    eprintln!("statements: plans page of 2 = {two}, of 4 = {four}");
+    assert_eq!(
+        two, four,
+        "a page of 4 plans issues more statements than a page of 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_list_sqlite() {
+    plan_list(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_list_postgres() {
+    if !postgres_available().await {
+        return;
+    }
+    plan_list(Backend::Postgres).await;
+}

@@ -2,11 +2,13 @@
 
 use super::alignment;
 use super::payout::{Branch, Curve};
-use super::service::{self, CurvePatch, NewPlan};
+use super::service::{self, CurvePatch, NewPlan, PlanFilter};
 use crate::auth::{COMPENSATION_READERS, PLANNERS};
 use crate::goals::graphql::{Goal, actual_value, ratio_units, target_value, units_ratio};
-use crate::graphql::context::{db, load_one, parse_id, require, settings};
-use crate::graphql::loaders::{TeamById, UserById};
+use crate::graphql::connection::{Conn, connection};
+use crate::graphql::context::{db, load_children, load_one, parse_id, require, settings};
+use crate::graphql::loaders::{GoalById, LinkVersionsOf, LinksOfPlan, TeamById, UserById};
+use crate::pagination::PageRequest;
 use crate::records::common::{money_to_units, units_to_money};
 use crate::records::teams::graphql::Team;
 use crate::records::users::graphql::User;
@@ -59,9 +61,10 @@ impl CompensationPlan {
     }
     /// The goals linked to the plan now (unlinked ones left out).
     async fn links(&self, ctx: &Context<'_>) -> Result<Vec<CompensationLink>> {
-        Ok(service::live_links(db(ctx)?, &[self.0.id])
+        Ok(load_children::<LinksOfPlan, _>(ctx, self.0.id)
             .await?
             .into_iter()
+            .filter(|l| l.removed_at.is_none())
             .map(CompensationLink)
             .collect())
     }
@@ -76,9 +79,10 @@ impl CompensationLink {
         ID(self.0.id.to_string())
     }
     async fn goal(&self, ctx: &Context<'_>) -> Result<Goal> {
-        Ok(Goal::now(
-            crate::goals::service::get(db(ctx)?, self.0.goal_id).await?,
-        ))
+        let g = load_one::<GoalById>(ctx, Some(self.0.goal_id))
+            .await?
+            .ok_or_else(|| crate::error::AppError::not_found("goal"))?;
+        Ok(Goal::now(g))
     }
     /// The share of the plan's variable target this goal carries.
     async fn weight(&self) -> Decimal {
@@ -103,7 +107,7 @@ impl CompensationLink {
     /// Every version of the link, oldest first: weight and curve, who changed
     /// them and when; the last is marked `removed` once unlinked.
     async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<CompensationLinkVersion>> {
-        Ok(service::link_versions(db(ctx)?, self.0.id)
+        Ok(load_children::<LinkVersionsOf, _>(ctx, self.0.id)
             .await?
             .into_iter()
             .map(CompensationLinkVersion)
@@ -239,6 +243,19 @@ pub struct Alignment {
     pub teams: Vec<TeamAlignment>,
 }
 
+/// Which plans a list holds: every filter given must hold.
+#[derive(InputObject, Default)]
+pub struct CompensationPlanFilterInput {
+    /// Plans for this team.
+    pub team_id: Option<ID>,
+    /// Plans for this user.
+    pub user_id: Option<ID>,
+    /// Activated plans (true) or drafts (false); both when left out.
+    pub active: Option<bool>,
+    /// Plans whose period `[periodStart, periodEnd)` holds this instant.
+    pub active_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Default)]
 pub struct CompensationQuery;
 
@@ -254,6 +271,52 @@ impl CompensationQuery {
     /// One plan (ADMIN and REVOPS: any; MEMBER: their own and their team's).
     async fn compensation_plan(&self, ctx: &Context<'_>, id: ID) -> Result<CompensationPlan> {
         Ok(CompensationPlan(readable_plan(ctx, &id, "id").await?))
+    }
+
+    /// The plans the caller may read, filtered, by period start (ADMIN and
+    /// REVOPS: every plan; MEMBER: their own and their team's; VIEWER and
+    /// INTEGRATION: FORBIDDEN).
+    #[graphql(complexity = "PageRequest::size_hint(first, last) * child_complexity + 1")]
+    async fn compensation_plans(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<CompensationPlanFilterInput>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<Conn<CompensationPlan>> {
+        let who = require(ctx, COMPENSATION_READERS, "read compensation")?;
+        let scope = service::readable(who)?;
+        let f = filter.unwrap_or_default();
+        let id = |v: &Option<ID>, field: &str| v.as_ref().map(|i| parse_id(i, field)).transpose();
+        let filter = PlanFilter {
+            team_id: id(&f.team_id, "teamId")?,
+            user_id: id(&f.user_id, "userId")?,
+            active: f.active,
+            active_at: f.active_at,
+        };
+        let db = db(ctx)?.clone();
+        let page = service::list(
+            &db,
+            &filter,
+            scope.clone(),
+            &PageRequest {
+                first,
+                after,
+                last,
+                before,
+            },
+        )
+        .await?;
+        Ok(connection(
+            page,
+            move || {
+                let (db, filter, scope) = (db.clone(), filter.clone(), scope.clone());
+                Box::pin(async move { service::count(&db, &filter, scope).await })
+            },
+            CompensationPlan,
+        ))
     }
 
     /// What a plan pays as things stood at `asOf` (default: now): the
@@ -312,7 +375,7 @@ impl CompensationQuery {
             let t = g.target;
             Goal::at(g, at, t)
         };
-        Ok(Alignment {
+        let report = Alignment {
             as_of: at,
             teams: rows
                 .into_iter()
@@ -334,7 +397,19 @@ impl CompensationQuery {
                     warnings: r.warnings,
                 })
                 .collect(),
-        })
+        };
+        let goals: Vec<&Goal> = report
+            .teams
+            .iter()
+            .flat_map(|t| t.shared_goals.iter().map(|s| &s.goal))
+            .collect();
+        let look = ctx
+            .look_ahead()
+            .field("teams")
+            .field("sharedGoals")
+            .field("goal");
+        crate::goals::graphql::prime_goals(ctx, look, &goals).await?;
+        Ok(report)
     }
 }
 

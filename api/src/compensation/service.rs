@@ -5,8 +5,9 @@
 use super::payout::{self, Branch, Curve, Fraction};
 use crate::auth::Caller;
 use crate::error::{AppError, AppResult};
-use crate::goals::actuals::{self, Actual};
+use crate::goals::actuals::{self, Actual, ReadKey};
 use crate::goals::service as goals;
+use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{minor_units, now, required_text};
 use crate::uow::{self, Work};
 use chrono::{DateTime, Utc};
@@ -16,8 +17,8 @@ use entity::{compensation_link as link, compensation_link_version as link_versio
 use entity::{compensation_plan as plan, goal};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, Set, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, Set, Statement,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -61,6 +62,98 @@ pub fn may_read(caller: &Caller, p: &plan::Model) -> AppResult<()> {
             caller.role.as_str()
         )))
     }
+}
+
+/// Which plans a list holds (every filter given must hold).
+#[derive(Debug, Clone, Default)]
+pub struct PlanFilter {
+    /// Plans for this team.
+    pub team_id: Option<Uuid>,
+    /// Plans for this user.
+    pub user_id: Option<Uuid>,
+    /// Activated plans (true) or drafts (false).
+    pub active: Option<bool>,
+    /// Plans whose period holds this instant.
+    pub active_at: Option<DateTime<Utc>>,
+}
+
+/// The plans the caller may read, as a condition: the rule of `may_read`
+/// (ADMIN and REVOPS every plan; a MEMBER their own and their team's;
+/// anyone else FORBIDDEN).
+pub fn readable(caller: &Caller) -> AppResult<Condition> {
+    match caller.role {
+        Role::Admin | Role::Revops => Ok(Condition::all()),
+        Role::Member => {
+            // Never true: a MEMBER with neither a user nor a team reads nothing.
+            let mut c = Condition::any().add(plan::Column::Id.is_null());
+            if let Some(u) = caller.user_id() {
+                c = c.add(plan::Column::UserId.eq(u));
+            }
+            if let Some(t) = caller.team_id {
+                c = c.add(plan::Column::TeamId.eq(t));
+            }
+            Ok(c)
+        }
+        Role::Viewer | Role::Integration => Err(AppError::forbidden(format!(
+            "role {} may not read compensation plans",
+            caller.role.as_str()
+        ))),
+    }
+}
+
+fn plan_condition(f: &PlanFilter, scope: Condition) -> Condition {
+    let mut c = Condition::all().add(scope);
+    if let Some(t) = f.team_id {
+        c = c.add(plan::Column::TeamId.eq(t));
+    }
+    if let Some(u) = f.user_id {
+        c = c.add(plan::Column::UserId.eq(u));
+    }
+    match f.active {
+        Some(true) => c = c.add(plan::Column::ActivatedAt.is_not_null()),
+        Some(false) => c = c.add(plan::Column::ActivatedAt.is_null()),
+        None => {}
+    }
+    if let Some(at) = f.active_at {
+        c = c
+            .add(plan::Column::PeriodStart.lte(at))
+            .add(plan::Column::PeriodEnd.gt(at));
+    }
+    c
+}
+
+fn plan_ordering() -> Ordering<plan::Entity> {
+    let key: KeyFn<plan::Model> = |m| (SortKey::Time(m.period_start), m.id);
+    Ordering {
+        name: "periodStart",
+        column: plan::Column::PeriodStart,
+        id: plan::Column::Id,
+        descending: false,
+        key,
+    }
+}
+
+/// One page of the plans matching `f` within `scope` (see `readable`), by period start.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    f: &PlanFilter,
+    scope: Condition,
+    page: &PageRequest,
+) -> AppResult<Page<plan::Model>> {
+    paginate(
+        db,
+        plan::Entity::find().filter(plan_condition(f, scope)),
+        &plan_ordering(),
+        page,
+    )
+    .await
+}
+
+pub async fn count(db: &impl ConnectionTrait, f: &PlanFilter, scope: Condition) -> AppResult<u64> {
+    Ok(plan::Entity::find()
+        .filter(plan_condition(f, scope))
+        .count(db)
+        .await?)
 }
 
 fn check_curve(c: Curve) -> AppResult<()> {
@@ -475,14 +568,20 @@ pub async fn statement(
         .collect();
     let targets = goals::targets_at(db, &goal_ids, at).await?;
     let minor = minor_units(currency);
+    let links: Vec<(link_version::Model, goal::Model)> = links
+        .into_iter()
+        .filter_map(|l| goals.get(&l.goal_id).cloned().map(|g| (l, g)))
+        .collect();
+    // Every line's actual in one batch.
+    let keys: Vec<ReadKey> = links.iter().map(|(_, g)| ReadKey::actual(g, at)).collect();
+    let read = actuals::read(db, &keys).await?;
     let mut lines = Vec::with_capacity(links.len());
     let mut total = Decimal::new(0, minor);
-    for l in links {
-        let Some(g) = goals.get(&l.goal_id).cloned() else {
-            continue;
-        };
+    for ((l, g), values) in links.into_iter().zip(read) {
         let target = targets.get(&g.id).copied().unwrap_or(g.target);
-        let actual = actuals::actual(db, &g, at).await?;
+        let actual = values
+            .first()
+            .map_or(Actual::zero(actuals::kind(g.metric)), |(_, a)| *a);
         let attainment = actual.attainment(actuals::kind(g.metric), target);
         let (payout, branch) =
             payout::payout(p.variable_target, curve_of_version(&l), attainment, minor)?;

@@ -1,27 +1,29 @@
 //! Goals in GraphQL: `goal`, `goals`, `Team.goals`, and the mutations.
 
-use super::actuals::{self, Actual, Kind};
+use super::actuals::{self, Actual, Kind, ReadKey};
 use super::service::{self, GoalFilter, GoalOrder, GoalPatch, NewGoal};
 use crate::auth::{PLANNERS, READERS};
 use crate::compensation::payout::Fraction;
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, connection};
 use crate::graphql::context::{
-    db, load_children, load_one, parse_id, parse_ids, require, settings,
+    db, load_children, load_one, parse_id, parse_ids, prime, require, settings,
 };
 use crate::graphql::inputs::{OrderDirection, patch, patch_id};
-use crate::graphql::loaders::{GoalTeamsOf, TeamById};
+use crate::graphql::loaders::{GoalReadings, GoalTeamsOf, GoalVersionsOf, TeamById};
 use crate::metrics::graphql::SeriesInterval;
 use crate::metrics::service::Interval;
 use crate::pagination::PageRequest;
 use crate::records::common::{money_to_units, units_to_money};
 use crate::records::teams::graphql::Team;
+use async_graphql::Lookahead;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use entity::enums::{Channel, GoalMetric, Segment};
 use entity::{goal, goal_version};
 use rust_decimal::Decimal;
-use tokio::sync::OnceCell;
 
 /// A ratio given by a client (weight, threshold, a rate or count target…)
 /// → 1/10,000 units: not negative, at most 4 decimals, at most 1,000,000.
@@ -171,7 +173,61 @@ pub struct Goal {
     pub as_of: Option<DateTime<Utc>>,
     /// The target as it stood then.
     pub target: i64,
-    actual: OnceCell<Actual>,
+    /// `asOf`, or the time the goal was read (every field reads at one instant).
+    when: DateTime<Utc>,
+}
+
+/// Reads a goal's actual or series through the request's `GoalReadings`
+/// loader (batched with the other goals of the request).
+async fn reading(ctx: &Context<'_>, key: ReadKey) -> Result<Vec<(NaiveDate, Actual)>> {
+    let loader = ctx
+        .data_opt::<DataLoader<GoalReadings, HashMapCache>>()
+        .ok_or_else(|| AppError::Internal("loader missing".into()))?;
+    Ok(loader
+        .load_one(key)
+        .await
+        .map_err(async_graphql::Error::from)?
+        .unwrap_or_default())
+}
+
+/// The intervals of the `series` fields selected in `look` (a goal's selection).
+fn series_intervals(look: &Lookahead<'_>) -> Vec<Interval> {
+    let mut out = Vec::new();
+    for f in look.field("series").selection_fields() {
+        for (name, v) in f.arguments().unwrap_or_default() {
+            if name.as_str() != "interval" {
+                continue;
+            }
+            if let async_graphql::Value::Enum(e) = v {
+                out.push(match e.as_str() {
+                    "DAY" => Interval::Day,
+                    "WEEK" => Interval::Week,
+                    "MONTH" => Interval::Month,
+                    _ => Interval::Quarter,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Loads in one batch what the selection `look` (a goal's fields) will read
+/// of `goals`: their actuals and series. The nodes' fields are then
+/// answered from the request's loader cache, however long they take to
+/// resolve (the DataLoader's window alone may split a large list).
+pub async fn prime_goals(ctx: &Context<'_>, look: Lookahead<'_>, goals: &[&Goal]) -> Result<()> {
+    let actual = ["actual", "attainment", "remaining", "pace"]
+        .iter()
+        .any(|f| look.field(f).exists());
+    let intervals = series_intervals(&look);
+    let mut keys = Vec::new();
+    for g in goals {
+        if actual {
+            keys.push(g.actual_key());
+        }
+        keys.extend(intervals.iter().map(|i| ReadKey::series(&g.model, *i)));
+    }
+    prime::<GoalReadings, _>(ctx, keys).await
 }
 
 impl Goal {
@@ -180,7 +236,7 @@ impl Goal {
             target: model.target,
             model,
             as_of: None,
-            actual: OnceCell::new(),
+            when: Utc::now(),
         }
     }
 
@@ -189,20 +245,24 @@ impl Goal {
             model,
             as_of: Some(as_of),
             target,
-            actual: OnceCell::new(),
+            when: as_of,
         }
     }
 
     fn when(&self) -> DateTime<Utc> {
-        self.as_of.unwrap_or_else(Utc::now)
+        self.when
+    }
+
+    fn actual_key(&self) -> ReadKey {
+        ReadKey::actual(&self.model, self.when())
     }
 
     async fn measured(&self, ctx: &Context<'_>) -> Result<Actual> {
-        let db = db(ctx)?;
-        Ok(*self
-            .actual
-            .get_or_try_init(|| actuals::actual(db, &self.model, self.when()))
-            .await?)
+        let k = actuals::kind(self.model.metric);
+        Ok(reading(ctx, self.actual_key())
+            .await?
+            .first()
+            .map_or(Actual::zero(k), |(_, a)| *a))
     }
 
     fn attainment_of(&self, a: Actual) -> Option<Fraction> {
@@ -277,7 +337,7 @@ impl Goal {
     }
     /// Every target the goal had, oldest first, with who changed it and when.
     async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<GoalVersion>> {
-        Ok(service::versions(db(ctx)?, self.model.id)
+        Ok(load_children::<GoalVersionsOf, _>(ctx, self.model.id)
             .await?
             .into_iter()
             .map(|v| GoalVersion(v, self.model.metric))
@@ -285,19 +345,16 @@ impl Goal {
     }
     /// The goal's metric over its period and filters, up to now (or `asOf`),
     /// as the data stands: money, a count, or a rate (null over nothing).
-    #[graphql(complexity = 10)]
     async fn actual(&self, ctx: &Context<'_>) -> Result<Option<Decimal>> {
         let a = self.measured(ctx).await?;
         Ok(actual_value(self.model.metric, a, &settings(ctx)?.currency))
     }
     /// actual / target, exact (null for a rate over nothing).
-    #[graphql(complexity = 10)]
     async fn attainment(&self, ctx: &Context<'_>) -> Result<Option<Decimal>> {
         let a = self.measured(ctx).await?;
         Ok(self.attainment_of(a).and_then(|f| f.to_decimal()))
     }
     /// target − actual, never below 0.
-    #[graphql(complexity = 10)]
     async fn remaining(&self, ctx: &Context<'_>) -> Result<Option<Decimal>> {
         let currency = &settings(ctx)?.currency;
         let a = self.measured(ctx).await?;
@@ -306,17 +363,16 @@ impl Goal {
     }
     /// The attainment a straight line through the period expects by now (or
     /// `asOf`), and whether the goal is AHEAD, ON_TRACK or BEHIND it.
-    #[graphql(complexity = 10)]
     async fn pace(&self, ctx: &Context<'_>) -> Result<Pace> {
         let a = self.measured(ctx).await?;
         Ok(pace(&self.model, self.attainment_of(a), self.when()))
     }
     /// The cumulative actual at the end of each bucket of the period (days,
     /// weeks from Monday, months or quarters), as the data stands.
-    #[graphql(complexity = 20)]
+    #[graphql(complexity = 5)]
     async fn series(&self, ctx: &Context<'_>, interval: SeriesInterval) -> Result<Vec<GoalPoint>> {
         let currency = &settings(ctx)?.currency;
-        let points = actuals::cumulative(db(ctx)?, &self.model, interval.into()).await?;
+        let points = reading(ctx, ReadKey::series(&self.model, interval.into())).await?;
         Ok(points
             .into_iter()
             .map(|(start, a)| GoalPoint {
@@ -439,14 +495,19 @@ impl GoalsQuery {
             },
         )
         .await?;
-        Ok(connection(
+        let conn = connection(
             page,
             move || {
                 let (db, filter) = (db.clone(), filter.clone());
                 Box::pin(async move { service::count(&db, &filter).await })
             },
             Goal::now,
-        ))
+        );
+        let goals: Vec<&Goal> = conn.edges.iter().map(|e| &e.node).collect();
+        let look = ctx.look_ahead();
+        prime_goals(ctx, look.field("nodes"), &goals).await?;
+        prime_goals(ctx, look.field("edges").field("node"), &goals).await?;
+        Ok(conn)
     }
 }
 

@@ -186,6 +186,8 @@ pub struct ByLead;
 pub struct ByOpportunity;
 pub struct ByAccount;
 pub struct ByGoal;
+pub struct ByPlan;
+pub struct ByLink;
 
 pub type TeamById = ById<entity::team::Entity>;
 pub type UserById = ById<entity::user::Entity>;
@@ -200,6 +202,11 @@ pub type TouchpointsOfLead = GroupedBy<entity::touchpoint::Entity, ByLead>;
 pub type StageHistoryOfLead = GroupedBy<entity::stage_change::Entity, ByLead>;
 pub type StageHistoryOfOpportunity = GroupedBy<entity::stage_change::Entity, ByOpportunity>;
 pub type GoalTeamsOf = GroupedBy<entity::goal_team::Entity, ByGoal>;
+pub type GoalById = ById<entity::goal::Entity>;
+pub type GoalVersionsOf = GroupedBy<entity::goal_version::Entity, ByGoal>;
+/// Every link of a plan, removed ones too (by creation).
+pub type LinksOfPlan = GroupedBy<entity::compensation_link::Entity, ByPlan>;
+pub type LinkVersionsOf = GroupedBy<entity::compensation_link_version::Entity, ByLink>;
 pub type LeadsOfAccount = CappedChildren<entity::lead::Entity, ByAccount>;
 pub type OpportunitiesOfAccount = CappedChildren<entity::opportunity::Entity, ByAccount>;
 
@@ -240,6 +247,35 @@ pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: 
         delay,
     ));
     data.insert(dl::<GoalsOfTeam, _>(GoalsOfTeam(db.clone()), delay));
+    data.insert(dl::<GoalReadings, _>(GoalReadings(db.clone()), delay));
+    data.insert(dl::<GoalById, _>(ById(db.clone(), PhantomData), delay));
+    data.insert(dl::<GoalVersionsOf, _>(
+        GroupedBy {
+            db: db.clone(),
+            fk: entity::goal_version::Column::GoalId,
+            order: entity::goal_version::Column::Version,
+            _tag: PhantomData,
+        },
+        delay,
+    ));
+    data.insert(dl::<LinksOfPlan, _>(
+        GroupedBy {
+            db: db.clone(),
+            fk: entity::compensation_link::Column::PlanId,
+            order: entity::compensation_link::Column::CreatedAt,
+            _tag: PhantomData,
+        },
+        delay,
+    ));
+    data.insert(dl::<LinkVersionsOf, _>(
+        GroupedBy {
+            db: db.clone(),
+            fk: entity::compensation_link_version::Column::LinkId,
+            order: entity::compensation_link_version::Column::Version,
+            _tag: PhantomData,
+        },
+        delay,
+    ));
     data.insert(dl::<HandoffsOfLead, _>(
         GroupedBy {
             db: db.clone(),
@@ -360,6 +396,13 @@ pub fn clear_all(ctx: &async_graphql::Context<'_>) {
     clear::<HandoffsOfOpportunity, Uuid>(ctx);
     clear::<LeadsOfAccount, Capped>(ctx);
     clear::<OpportunitiesOfAccount, Capped>(ctx);
+    clear::<GoalTeamsOf, Uuid>(ctx);
+    clear::<GoalsOfTeam, Uuid>(ctx);
+    clear::<GoalReadings, crate::goals::actuals::ReadKey>(ctx);
+    clear::<GoalById, Uuid>(ctx);
+    clear::<GoalVersionsOf, Uuid>(ctx);
+    clear::<LinksOfPlan, Uuid>(ctx);
+    clear::<LinkVersionsOf, Uuid>(ctx);
 }
 
 /// The goals each team shares (not archived), by period start.
@@ -381,5 +424,22 @@ impl Loader<Uuid> for GoalsOfTeam {
             }
         }
         Ok(map)
+    }
+}
+
+/// Goals' actuals and series (`crate::goals::actuals::read`): a page of
+/// goals in one statement, whatever their metrics, periods and filters.
+pub struct GoalReadings(DatabaseConnection);
+
+impl Loader<crate::goals::actuals::ReadKey> for GoalReadings {
+    type Value = Vec<(chrono::NaiveDate, crate::goals::actuals::Actual)>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[crate::goals::actuals::ReadKey],
+    ) -> Result<HashMap<crate::goals::actuals::ReadKey, Self::Value>, LoadError> {
+        let values = crate::goals::actuals::read(&self.0, keys).await?;
+        Ok(keys.iter().cloned().zip(values).collect())
     }
 }

@@ -119,6 +119,7 @@ pub const CACHEABLE: &[&str] = &[
     "goal",
     "goals",
     "compensationPlan",
+    "compensationPlans",
     "compensationStatement",
     "alignment",
 ];

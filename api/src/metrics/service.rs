@@ -595,6 +595,17 @@ impl Outcomes {
     }
 }
 
+/// One row `won, lost, won_amount` of the opportunities closed in the period.
+fn outcome_counts(q: &mut Sql, p: &Period, f: &MetricFilter) {
+    q.push(&format!(
+        "SELECT {} AS won, {} AS lost, {} AS won_amount",
+        sum("CASE WHEN o.stage = 'CLOSED_WON' THEN 1 ELSE 0 END"),
+        sum("CASE WHEN o.stage = 'CLOSED_LOST' THEN 1 ELSE 0 END"),
+        sum("CASE WHEN o.stage = 'CLOSED_WON' THEN o.amount ELSE 0 END"),
+    ));
+    closed_in(q, p, f);
+}
+
 /// Won and lost opportunities closed in the period, their won amount and sales cycle.
 pub async fn outcomes(
     db: &impl ConnectionTrait,
@@ -603,13 +614,7 @@ pub async fn outcomes(
 ) -> AppResult<Outcomes> {
     let backend = db.get_database_backend();
     let mut q = Sql::new(backend);
-    q.push(&format!(
-        "SELECT {} AS won, {} AS lost, {} AS won_amount",
-        sum("CASE WHEN o.stage = 'CLOSED_WON' THEN 1 ELSE 0 END"),
-        sum("CASE WHEN o.stage = 'CLOSED_LOST' THEN 1 ELSE 0 END"),
-        sum("CASE WHEN o.stage = 'CLOSED_WON' THEN o.amount ELSE 0 END"),
-    ));
-    closed_in(&mut q, p, f);
+    outcome_counts(&mut q, p, f);
     let mut out = Outcomes::default();
     if let Some(row) = db.query_one_raw(q.statement()).await? {
         out.won = i64_at(&row, "won")?;
@@ -731,6 +736,22 @@ fn per_end(rows: &[QueryResult], n: usize, col: &str) -> AppResult<Vec<i64>> {
     Ok(out)
 }
 
+/// Rows `b, base, retained` of `retention_at`.
+fn retention_rows(q: &mut Sql, from: DateTime<Utc>, ends: &[DateTime<Utc>], f: &MetricFilter) {
+    ends_cte(q, ends);
+    q.push(&format!(
+        "SELECT ends.b AS b, COUNT(*) AS base, {} AS retained FROM ends CROSS JOIN accounts a \
+         WHERE a.became_customer_at IS NOT NULL AND a.became_customer_at <= ",
+        sum("CASE WHEN a.churned_at IS NULL OR a.churned_at >= ends.e THEN 1 ELSE 0 END")
+    ))
+    .bind(from)
+    .push(" AND (a.churned_at IS NULL OR a.churned_at > ")
+    .bind(from)
+    .push(")");
+    account_conditions(q, f, "a");
+    q.push(" GROUP BY ends.b");
+}
+
 /// Retention from `from` to each of `ends` (each after `from`), in one
 /// statement: the accounts that were customers at `from`, and of those the
 /// ones not churned before the end.
@@ -744,18 +765,7 @@ pub async fn retention_at(
         return Ok(Vec::new());
     }
     let mut q = Sql::new(db.get_database_backend());
-    ends_cte(&mut q, ends);
-    q.push(&format!(
-        "SELECT ends.b AS b, COUNT(*) AS base, {} AS retained FROM ends CROSS JOIN accounts a \
-         WHERE a.became_customer_at IS NOT NULL AND a.became_customer_at <= ",
-        sum("CASE WHEN a.churned_at IS NULL OR a.churned_at >= ends.e THEN 1 ELSE 0 END")
-    ))
-    .bind(from)
-    .push(" AND (a.churned_at IS NULL OR a.churned_at > ")
-    .bind(from)
-    .push(")");
-    account_conditions(&mut q, f, "a");
-    q.push(" GROUP BY ends.b");
+    retention_rows(&mut q, from, ends, f);
     let rows = db.query_all_raw(q.statement()).await?;
     let base = per_end(&rows, ends.len(), "base")?;
     let retained = per_end(&rows, ends.len(), "retained")?;
@@ -771,6 +781,18 @@ pub async fn retention_at(
 
 // -------------------------------------------------------- goal-only metrics
 
+/// Rows `b, n` of `new_customers_at`.
+fn new_customer_rows(q: &mut Sql, from: DateTime<Utc>, ends: &[DateTime<Utc>], f: &MetricFilter) {
+    ends_cte(q, ends);
+    q.push(
+        "SELECT ends.b AS b, COUNT(*) AS n FROM ends JOIN accounts a \
+         ON a.became_customer_at < ends.e WHERE a.became_customer_at >= ",
+    )
+    .bind(from);
+    account_conditions(q, f, "a");
+    q.push(" GROUP BY ends.b");
+}
+
 /// New customers from `from` to each of `ends`, in one statement: accounts
 /// that became customers in `[from, end)` (account filters, as retention).
 pub async fn new_customers_at(
@@ -783,16 +805,22 @@ pub async fn new_customers_at(
         return Ok(Vec::new());
     }
     let mut q = Sql::new(db.get_database_backend());
-    ends_cte(&mut q, ends);
-    q.push(
-        "SELECT ends.b AS b, COUNT(*) AS n FROM ends JOIN accounts a \
-         ON a.became_customer_at < ends.e WHERE a.became_customer_at >= ",
-    )
-    .bind(from);
-    account_conditions(&mut q, f, "a");
-    q.push(" GROUP BY ends.b");
+    new_customer_rows(&mut q, from, ends, f);
     let rows = db.query_all_raw(q.statement()).await?;
     per_end(&rows, ends.len(), "n")
+}
+
+/// Rows `b, n` of `qualified_leads_won_at`.
+fn qualified_won_rows(q: &mut Sql, from: DateTime<Utc>, ends: &[DateTime<Utc>], f: &MetricFilter) {
+    ends_cte(q, ends);
+    q.push(
+        "SELECT ends.b AS b, COUNT(*) AS n FROM ends JOIN leads l ON l.mql_at < ends.e \
+         JOIN opportunities o ON o.id = l.converted_opportunity_id AND o.stage = 'CLOSED_WON' \
+         WHERE l.mql_at >= ",
+    )
+    .bind(from);
+    lead_conditions(q, f, "l");
+    q.push(" GROUP BY ends.b");
 }
 
 /// Qualified leads won from `from` to each of `ends`, in one statement:
@@ -809,15 +837,7 @@ pub async fn qualified_leads_won_at(
         return Ok(Vec::new());
     }
     let mut q = Sql::new(db.get_database_backend());
-    ends_cte(&mut q, ends);
-    q.push(
-        "SELECT ends.b AS b, COUNT(*) AS n FROM ends JOIN leads l ON l.mql_at < ends.e \
-         JOIN opportunities o ON o.id = l.converted_opportunity_id AND o.stage = 'CLOSED_WON' \
-         WHERE l.mql_at >= ",
-    )
-    .bind(from);
-    lead_conditions(&mut q, f, "l");
-    q.push(" GROUP BY ends.b");
+    qualified_won_rows(&mut q, from, ends, f);
     let rows = db.query_all_raw(q.statement()).await?;
     per_end(&rows, ends.len(), "n")
 }
@@ -1191,7 +1211,7 @@ pub enum SeriesMetric {
     AverageDealSize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Interval {
     Day,
     Week,
@@ -1303,49 +1323,7 @@ pub async fn series(
     }
     let backend = db.get_database_backend();
     let mut q = Sql::new(backend);
-    let iv = interval.sql();
-    match metric {
-        SeriesMetric::Pipeline => {}
-        SeriesMetric::LeadsCreated => {
-            q.push(&format!("SELECT {} AS b, COUNT(*) AS n, 0 AS d, 0 AS units FROM leads l WHERE l.created_at >= ", q.bucket(iv, "l.created_at")))
-                .bind(p.from)
-                .push(" AND l.created_at < ")
-                .bind(p.to);
-            lead_conditions(&mut q, f, "l");
-        }
-        SeriesMetric::Mqls => {
-            q.push(&format!(
-                "SELECT {} AS b, COUNT(*) AS n, 0 AS d, 0 AS units FROM leads l WHERE l.mql_at >= ",
-                q.bucket(iv, "l.mql_at")
-            ))
-            .bind(p.from)
-            .push(" AND l.mql_at < ")
-            .bind(p.to);
-            lead_conditions(&mut q, f, "l");
-        }
-        SeriesMetric::OpportunitiesCreated | SeriesMetric::PipelineCreated => {
-            q.push(&format!(
-                "SELECT {} AS b, COUNT(*) AS n, 0 AS d, {} AS units FROM opportunities o WHERE o.created_at >= ",
-                q.bucket(iv, "o.created_at"),
-                sum("o.amount")
-            ))
-            .bind(p.from)
-            .push(" AND o.created_at < ")
-            .bind(p.to);
-            opp_conditions(&mut q, f, "o");
-        }
-        SeriesMetric::WonRevenue | SeriesMetric::WinRate | SeriesMetric::AverageDealSize => {
-            q.push(&format!(
-                "SELECT {} AS b, {} AS n, {} AS d, {} AS units",
-                q.bucket(iv, "o.closed_at"),
-                sum("CASE WHEN o.stage = 'CLOSED_WON' THEN 1 ELSE 0 END"),
-                sum("CASE WHEN o.stage IN ('CLOSED_WON', 'CLOSED_LOST') THEN 1 ELSE 0 END"),
-                sum("CASE WHEN o.stage = 'CLOSED_WON' THEN o.amount ELSE 0 END"),
-            ));
-            closed_in(&mut q, p, f);
-        }
-    }
-    q.push(" GROUP BY b");
+    series_rows(&mut q, p, f, metric, interval);
     // Group by the raw bucket, format the few groups after.
     let (inner, values) = q.into_parts();
     let mut q = Sql::new(backend);
@@ -1381,7 +1359,200 @@ pub async fn series(
     Ok(out)
 }
 
+/// Rows `b, n, d, units` of `series` per raw bucket `b` (a timestamp on
+/// PostgreSQL, `YYYY-MM-DD` on SQLite); nothing for `Pipeline` (read at ends).
+fn series_rows(
+    q: &mut Sql,
+    p: &Period,
+    f: &MetricFilter,
+    metric: SeriesMetric,
+    interval: Interval,
+) {
+    let iv = interval.sql();
+    match metric {
+        SeriesMetric::Pipeline => {}
+        SeriesMetric::LeadsCreated => {
+            q.push(&format!("SELECT {} AS b, COUNT(*) AS n, 0 AS d, 0 AS units FROM leads l WHERE l.created_at >= ", q.bucket(iv, "l.created_at")))
+                .bind(p.from)
+                .push(" AND l.created_at < ")
+                .bind(p.to);
+            lead_conditions(q, f, "l");
+        }
+        SeriesMetric::Mqls => {
+            q.push(&format!(
+                "SELECT {} AS b, COUNT(*) AS n, 0 AS d, 0 AS units FROM leads l WHERE l.mql_at >= ",
+                q.bucket(iv, "l.mql_at")
+            ))
+            .bind(p.from)
+            .push(" AND l.mql_at < ")
+            .bind(p.to);
+            lead_conditions(q, f, "l");
+        }
+        SeriesMetric::OpportunitiesCreated | SeriesMetric::PipelineCreated => {
+            q.push(&format!(
+                "SELECT {} AS b, COUNT(*) AS n, 0 AS d, {} AS units FROM opportunities o WHERE o.created_at >= ",
+                q.bucket(iv, "o.created_at"),
+                sum("o.amount")
+            ))
+            .bind(p.from)
+            .push(" AND o.created_at < ")
+            .bind(p.to);
+            opp_conditions(q, f, "o");
+        }
+        SeriesMetric::WonRevenue | SeriesMetric::WinRate | SeriesMetric::AverageDealSize => {
+            q.push(&format!(
+                "SELECT {} AS b, {} AS n, {} AS d, {} AS units",
+                q.bucket(iv, "o.closed_at"),
+                sum("CASE WHEN o.stage = 'CLOSED_WON' THEN 1 ELSE 0 END"),
+                sum("CASE WHEN o.stage IN ('CLOSED_WON', 'CLOSED_LOST') THEN 1 ELSE 0 END"),
+                sum("CASE WHEN o.stage = 'CLOSED_WON' THEN o.amount ELSE 0 END"),
+            ));
+            closed_in(q, p, f);
+        }
+    }
+    q.push(" GROUP BY b");
+}
+
 /// Which backend a connection speaks (for callers that format SQL themselves).
 pub fn backend(db: &impl ConnectionTrait) -> DbBackend {
     db.get_database_backend()
+}
+
+// ---------------------------------------------------------------- batches
+
+/// One reading of a batch (`read_many`): the query one of the functions
+/// above runs, so that many goals' actuals are read in one statement with
+/// the very SQL a single one is read with.
+#[derive(Debug, Clone)]
+pub enum Reading {
+    /// `outcomes`' counts: `x` won, `y` lost, `z` the won amount.
+    Outcomes(Period, MetricFilter),
+    /// `retention_at`: per end (`b` its index), `x` retained of `y` customers at `from`.
+    Retention(DateTime<Utc>, Vec<DateTime<Utc>>, MetricFilter),
+    /// `new_customers_at`: per end (`b` its index), `x` new customers.
+    NewCustomers(DateTime<Utc>, Vec<DateTime<Utc>>, MetricFilter),
+    /// `qualified_leads_won_at`: per end (`b` its index), `x` leads.
+    QualifiedLeadsWon(DateTime<Utc>, Vec<DateTime<Utc>>, MetricFilter),
+    /// `series` (not `Pipeline`): per bucket (`b` its start, `YYYY-MM-DD`),
+    /// `x` the count, `y` the denominator, `z` the units.
+    Series(Period, MetricFilter, SeriesMetric, Interval),
+}
+
+/// A row of a batch: the reading's index `k`, the bucket `b` (see `Reading`) and its numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadingRow {
+    pub k: usize,
+    pub b: String,
+    pub x: i64,
+    pub y: i64,
+    pub z: i64,
+}
+
+/// Most readings one statement holds (SQLite allows 500 terms in a
+/// compound SELECT), and about the most parameters it binds.
+const BATCH_READINGS: usize = 200;
+const BATCH_VALUES: usize = 20_000;
+
+/// Reads many metrics at once: each reading's own query, tagged with its
+/// index and its columns named alike, joined by `UNION ALL`. One statement
+/// for up to `BATCH_READINGS` readings (a page of goals: one or, for the
+/// largest pages, a few), whatever their metrics, periods and filters.
+pub async fn read_many(
+    db: &impl ConnectionTrait,
+    readings: &[Reading],
+) -> AppResult<Vec<ReadingRow>> {
+    let backend = db.get_database_backend();
+    let big = |e: &str| format!("CAST({e} AS BIGINT)");
+    let mut out = Vec::new();
+    let mut q = Sql::new(backend);
+    let (mut terms, mut values) = (0usize, 0usize);
+    for (k, r) in readings.iter().enumerate() {
+        let mut inner = Sql::new(backend);
+        let cols = match r {
+            Reading::Outcomes(p, f) => {
+                outcome_counts(&mut inner, p, f);
+                format!(
+                    "'' AS b, {} AS x, {} AS y, {} AS z",
+                    big("s.won"),
+                    big("s.lost"),
+                    big("s.won_amount")
+                )
+            }
+            Reading::Retention(from, ends, f) if !ends.is_empty() => {
+                retention_rows(&mut inner, *from, ends, f);
+                format!(
+                    "CAST(s.b AS TEXT) AS b, {} AS x, {} AS y, {} AS z",
+                    big("s.retained"),
+                    big("s.base"),
+                    big("0")
+                )
+            }
+            Reading::NewCustomers(from, ends, f) if !ends.is_empty() => {
+                new_customer_rows(&mut inner, *from, ends, f);
+                format!(
+                    "CAST(s.b AS TEXT) AS b, {} AS x, {} AS y, {} AS z",
+                    big("s.n"),
+                    big("0"),
+                    big("0")
+                )
+            }
+            Reading::QualifiedLeadsWon(from, ends, f) if !ends.is_empty() => {
+                qualified_won_rows(&mut inner, *from, ends, f);
+                format!(
+                    "CAST(s.b AS TEXT) AS b, {} AS x, {} AS y, {} AS z",
+                    big("s.n"),
+                    big("0"),
+                    big("0")
+                )
+            }
+            Reading::Series(p, f, metric, interval) if *metric != SeriesMetric::Pipeline => {
+                series_rows(&mut inner, p, f, *metric, *interval);
+                let label = if backend == DbBackend::Postgres {
+                    "to_char(s.b, 'YYYY-MM-DD')"
+                } else {
+                    "s.b"
+                };
+                format!(
+                    "{label} AS b, {} AS x, {} AS y, {} AS z",
+                    big("s.n"),
+                    big("s.d"),
+                    big("s.units")
+                )
+            }
+            // Nothing to read.
+            _ => continue,
+        };
+        let (text, vals) = inner.into_parts();
+        if terms > 0 && (terms >= BATCH_READINGS || values + vals.len() > BATCH_VALUES) {
+            let full = std::mem::replace(&mut q, Sql::new(backend));
+            out.extend(batch_rows(db, full).await?);
+            (terms, values) = (0, 0);
+        }
+        if terms > 0 {
+            q.push(" UNION ALL ");
+        }
+        values += vals.len();
+        q.push(&format!("SELECT {k} AS k, {cols} FROM ("))
+            .push_with(&text, vals)
+            .push(") s");
+        terms += 1;
+    }
+    if terms > 0 {
+        out.extend(batch_rows(db, q).await?);
+    }
+    Ok(out)
+}
+
+async fn batch_rows(db: &impl ConnectionTrait, q: Sql) -> AppResult<Vec<ReadingRow>> {
+    let mut out = Vec::new();
+    for row in db.query_all_raw(q.statement()).await? {
+        out.push(ReadingRow {
+            k: usize::try_from(i64_at(&row, "k")?).unwrap_or(usize::MAX),
+            b: row.try_get::<Option<String>>("", "b")?.unwrap_or_default(),
+            x: i64_at(&row, "x")?,
+            y: i64_at(&row, "y")?,
+            z: i64_at(&row, "z")?,
+        });
+    }
+    Ok(out)
 }

@@ -30,10 +30,13 @@ impl Team {
                 ctx, self.0.id,
             )
             .await?;
-        Ok(rows
+        let goals: Vec<crate::goals::graphql::Goal> = rows
             .into_iter()
             .map(crate::goals::graphql::Goal::now)
-            .collect())
+            .collect();
+        let refs: Vec<&crate::goals::graphql::Goal> = goals.iter().collect();
+        crate::goals::graphql::prime_goals(ctx, ctx.look_ahead(), &refs).await?;
+        Ok(goals)
     }
 }
 
