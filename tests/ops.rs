@@ -526,6 +526,96 @@ async fn shared_budgets_hold_across_replicas_on_postgresql() {
     app.cleanup().await;
 }
 
+/// With `rate_limits.shared` on PostgreSQL, a webhook integration's budget
+/// is one bucket for every replica too: a CRM spreading its requests over
+/// the replicas behind a load balancer gets the budget once, not per replica.
+#[tokio::test]
+async fn shared_webhook_budgets_hold_across_replicas_on_postgresql() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.rate_limits.enabled = true;
+        c.rate_limits.shared = true;
+        c.webhook_rate = api::config::Budget::new(1, 3);
+    })
+    .await;
+    assert!(app.state.limiter.is_shared());
+    let (other, stop) = replica_of(&app).await;
+    let app_ref = &app;
+    let create = |name: &'static str| async move {
+        let resp = app_ref
+            .admin(
+                "mutation($i: CreateIntegrationInput!) { createIntegration(input: $i) { id secret } }",
+                json!({"i": {"name": name, "provider": "GENERIC"}}),
+            )
+            .await;
+        let c = &data(&resp)["createIntegration"];
+        (
+            c["id"].as_str().unwrap().to_owned(),
+            c["secret"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (id, secret) = create("crm").await;
+    let (id2, secret2) = create("crm-2").await;
+    let send = |base: String, id: String, secret: String, n: usize| {
+        let client = app.client.clone();
+        async move {
+            let body = serde_json::to_vec(&json!({
+                "id": format!("e{n}"),
+                "type": "lead.upserted",
+                "occurredAt": "2026-11-01T00:00:00Z",
+                "data": {"externalId": format!("L{n}"), "email": format!("l{n}@shared.example")}
+            }))
+            .unwrap();
+            let t = chrono::Utc::now().timestamp();
+            client
+                .post(format!("{base}/webhooks/generic/{id}"))
+                .header("content-type", "application/json")
+                .header(
+                    "x-lockstep-signature",
+                    api::webhooks::generic::sign(&secret, t, &body),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Eight requests alternating between the replicas: one bucket of 3
+    // (refilling one a second) lets 3 through, two would let 6.
+    let started = std::time::Instant::now();
+    let mut ok = 0;
+    let mut refused_by = std::collections::HashSet::new();
+    for i in 0..8 {
+        let url = if i % 2 == 0 { &app.url } else { &other };
+        let res = send(url.clone(), id.clone(), secret.clone(), i).await;
+        match res.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                assert!(res.headers().contains_key("retry-after"));
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(error_code(&body), Some("RATE_LIMITED"), "{body}");
+                refused_by.insert(url.clone());
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let refills = started.elapsed().as_secs();
+    assert!(ok >= 3, "the burst goes through: {ok}");
+    assert!(
+        ok <= 3 + refills,
+        "{ok} requests went through in {refills} s: the replicas do not share the bucket"
+    );
+    if refills == 0 {
+        assert_eq!(refused_by.len(), 2, "both replicas refuse the integration");
+    }
+    // Another integration has its own budget.
+    assert_eq!(send(other.clone(), id2, secret2, 100).await.status(), 200);
+    let _ = stop.send(());
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn the_address_budget_applies_before_the_token() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {

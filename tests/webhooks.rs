@@ -772,6 +772,132 @@ mod hubspot_batches_map_lifecycle_stages_and_owner_changes {
     }
 }
 
+db_test!(
+    hubspot_integrations_are_created_over_graphql_with_the_client_secret,
+    |app| async move {
+        let stop = runner(app);
+        let create = |input: Value| async move {
+            app.admin(
+                "mutation($i: CreateIntegrationInput!) { createIntegration(input: $i) { id secret webhookUrl integration { provider } } }",
+                json!({ "i": input }),
+            )
+            .await
+        };
+        // HubSpot needs the app's client secret; the others make their own.
+        let resp = create(json!({"name": "h", "provider": "HUBSPOT"})).await;
+        assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{resp}");
+        let resp =
+            create(json!({"name": "h", "provider": "HUBSPOT", "clientSecret": "short"})).await;
+        assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{resp}");
+        let resp =
+            create(json!({"name": "g", "provider": "GENERIC", "clientSecret": HUBSPOT_SECRET}))
+                .await;
+        assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{resp}");
+        let resp = create(json!({"name": "hubspot", "provider": "HUBSPOT", "settings": {"portalId": 62515}, "clientSecret": HUBSPOT_SECRET})).await;
+        let c = &data(&resp)["createIntegration"];
+        assert_eq!(c["integration"]["provider"], "HUBSPOT");
+        assert_eq!(
+            c["secret"],
+            Value::Null,
+            "the client secret is not shown back"
+        );
+        let id = c["id"].as_str().unwrap().to_owned();
+        let url = format!("{}/webhooks/hubspot/{id}", app.url);
+        assert!(
+            c["webhookUrl"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/webhooks/hubspot/{id}"))
+        );
+        // Stored sealed: the column is not the plaintext, nor holds it.
+        let row = entity::integration::Entity::find_by_id(uuid::Uuid::parse_str(&id).unwrap())
+            .one(app.db())
+            .await
+            .unwrap()
+            .unwrap();
+        let sealed = row
+            .secret_ciphertext
+            .clone()
+            .expect("a sealed client secret");
+        assert!(!sealed.contains(HUBSPOT_SECRET) && sealed != HUBSPOT_SECRET);
+        assert!(!row.settings.contains(HUBSPOT_SECRET));
+        // No query returns it.
+        let resp = app
+            .admin(
+                "{ integrations { nodes { id name provider settings webhookUrl declared } } }",
+                json!({}),
+            )
+            .await;
+        assert!(!resp.to_string().contains(HUBSPOT_SECRET), "{resp}");
+        // Signed with another secret: 401, nothing stored; with the app's: accepted and applied.
+        let batch = fixture("hubspot/contact_batch.json");
+        let ts = chrono::Utc::now().timestamp_millis();
+        let (s, v) = post_hubspot(
+            app,
+            &url,
+            "another-app-client-secret-0000",
+            ts,
+            batch.as_bytes(),
+        )
+        .await;
+        assert_eq!(s, 401, "{v}");
+        assert_eq!(count(app, None).await, 0);
+        let (s, v) = post_hubspot(app, &url, HUBSPOT_SECRET, ts, batch.as_bytes()).await;
+        assert_eq!((s, v), (200, json!({"accepted": 4, "duplicates": 0})));
+        settled(app).await;
+        assert_eq!(count(app, Some(WebhookStatus::Applied)).await, 4);
+        let resp = app
+            .admin(
+                r#"{ leads(first: 2) { nodes { email stage } } }"#,
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            data(&resp)["leads"]["nodes"],
+            json!([{"email": "grace@hopper.example", "stage": "MQL"}])
+        );
+        // Rotation takes the app's new client secret; the old one works for the grace period.
+        let rotate = "mutation($id: ID!, $s: String) { rotateIntegrationSecret(id: $id, clientSecret: $s) { secret integration { previousSecretExpiresAt } } }";
+        let resp = app.admin(rotate, json!({"id": id})).await;
+        assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{resp}");
+        let rotated = "hubspot-app-client-secret-rotated-42";
+        let resp = app.admin(rotate, json!({"id": id, "s": rotated})).await;
+        let r = &data(&resp)["rotateIntegrationSecret"];
+        assert_eq!(r["secret"], Value::Null);
+        assert!(r["integration"]["previousSecretExpiresAt"].is_string());
+        let row2 = entity::integration::Entity::find_by_id(row.id)
+            .one(app.db())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row2.previous_ciphertext.as_deref(), Some(sealed.as_str()));
+        assert!(!row2.secret_ciphertext.clone().unwrap().contains(rotated));
+        let owner_change = fixture("hubspot/owner_change.json");
+        let (s, v) = post_hubspot(app, &url, HUBSPOT_SECRET, ts, owner_change.as_bytes()).await;
+        assert_eq!(s, 200, "the old secret in its grace period: {v}");
+        let (s, v) = post_hubspot(app, &url, rotated, ts, owner_change.as_bytes()).await;
+        assert_eq!(
+            (s, v),
+            (200, json!({"accepted": 0, "duplicates": 1})),
+            "the new one"
+        );
+        assert_eq!(
+            post_hubspot(
+                app,
+                &url,
+                "another-app-client-secret-0000",
+                ts,
+                owner_change.as_bytes()
+            )
+            .await
+            .0,
+            401
+        );
+        settled(app).await;
+        stop.cancel();
+    }
+);
+
 async fn account(app: &TestApp, name: &str) -> String {
     let r = app
         .admin(
@@ -1019,6 +1145,201 @@ db_test!(salesforce_outbound_messages_are_acked, |app| async move {
     );
     stop.cancel();
 });
+
+/// The Salesforce fixtures for one integration: its `system` keys its
+/// records, and the lead's e-mail is made its own (e-mails are unique).
+fn sf_fixture(path: &str, email: &str) -> String {
+    fixture(path).replace("charles@babbage.example", email)
+}
+
+db_test!(
+    salesforce_converted_leads_keep_one_opportunity_in_either_order,
+    |app| async move {
+        let stop = runner(app);
+        let acme = account(app, "Babbage & Co").await;
+        let settings = |system: &str| json!({"organizationId": "00D5e000000AbCdEAK", "defaultAccountId": acme, "system": system});
+        let a = integration(app, "sf-a", "SALESFORCE", settings("sf-a")).await;
+        let b = integration(app, "sf-b", "SALESFORCE", settings("sf-b")).await;
+        let (a_url, b_url) = (
+            format!("{}?token={}", a.url, a.secret),
+            format!("{}?token={}", b.url, b.secret),
+        );
+        let post = |url: String, body: String| async move {
+            let (s, text) = post_salesforce(app, &url, &body).await;
+            assert!(s == 200 && text.contains("<Ack>true</Ack>"), "{s}: {text}");
+        };
+        // A: the lead (not converted yet), the converted lead, then the opportunity.
+        post(
+            a_url.clone(),
+            sf_fixture("salesforce/notifications.xml", "a@babbage.example").replace(
+                "<sf:Id>0065e00000OpPo1AAB</sf:Id>",
+                "<sf:Id>0065e00000OtHeRAAB</sf:Id>",
+            ),
+        )
+        .await;
+        settled(app).await;
+        post(
+            a_url.clone(),
+            sf_fixture("salesforce/lead_converted.xml", "a@babbage.example"),
+        )
+        .await;
+        settled(app).await;
+        post(
+            a_url.clone(),
+            sf_fixture("salesforce/opportunity_update.xml", "a@babbage.example"),
+        )
+        .await;
+        settled(app).await;
+        // B: the opportunity first, then the converted lead (new to Lockstep).
+        post(
+            b_url.clone(),
+            sf_fixture("salesforce/opportunity_update.xml", "b@babbage.example"),
+        )
+        .await;
+        settled(app).await;
+        post(
+            b_url.clone(),
+            sf_fixture("salesforce/lead_converted.xml", "b@babbage.example"),
+        )
+        .await;
+        settled(app).await;
+        assert_eq!(count(app, Some(WebhookStatus::Dead)).await, 0);
+        let query = r#"query($e: String) { leads(first: 5, filter: {search: $e}) { nodes { stage firstName stageHistory { from: fromStage to: toStage at } convertedOpportunity { name stage amount expectedCloseDate createdAt sourcedBy account { name } lead { email } } } } }"#;
+        let one = |email: &'static str| async move {
+            let resp = app.admin(query, json!({"e": email})).await;
+            let nodes = data(&resp)["leads"]["nodes"].clone();
+            assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{resp}");
+            let mut l = nodes[0].clone();
+            assert_eq!(
+                l["convertedOpportunity"]["lead"]["email"], email,
+                "linked both ways"
+            );
+            l["convertedOpportunity"]["lead"] = Value::Null;
+            l
+        };
+        let (la, lb) = (
+            one("a@babbage.example").await,
+            one("b@babbage.example").await,
+        );
+        assert_eq!(la["stage"], "CONVERTED", "{la}");
+        assert_eq!(
+            la["convertedOpportunity"],
+            json!({"name": "Difference Engine", "stage": "PROPOSAL", "amount": "12500.00", "expectedCloseDate": "2025-12-15", "createdAt": "2025-10-03T10:00:00+00:00", "sourcedBy": "SALES", "account": {"name": "Babbage & Co"}, "lead": null})
+        );
+        assert_eq!(
+            la["stageHistory"].as_array().unwrap().last().unwrap(),
+            &json!({"from": "MQL", "to": "CONVERTED", "at": "2025-10-03T10:00:00+00:00"})
+        );
+        assert_eq!(
+            lb["convertedOpportunity"], la["convertedOpportunity"],
+            "either order ends the same"
+        );
+        assert_eq!(lb["stage"], "CONVERTED");
+        assert_eq!(
+            lb["stageHistory"].as_array().unwrap().last().unwrap()["at"],
+            "2025-10-03T10:00:00+00:00"
+        );
+        // One opportunity per converted lead (plus A's other one): no duplicate.
+        let resp = app
+            .admin(r#"{ opportunities(first: 10) { totalCount } }"#, json!({}))
+            .await;
+        assert_eq!(data(&resp)["opportunities"]["totalCount"], 3, "{resp}");
+        // Later messages of the opportunity update it.
+        let later = sf_fixture("salesforce/opportunity_update.xml", "b@babbage.example")
+            .replace("04l5e00000AAAA4AAH", "04l5e00000AAAA5AAH")
+            .replace("2025-10-05T12:00:00.000Z", "2025-10-09T12:00:00.000Z")
+            .replace("Proposal/Price Quote", "Negotiation/Review");
+        post(b_url.clone(), later).await;
+        settled(app).await;
+        let lb = one("b@babbage.example").await;
+        assert_eq!(lb["convertedOpportunity"]["stage"], "NEGOTIATION");
+        let resp = app
+            .admin(r#"{ opportunities(first: 10) { totalCount } }"#, json!({}))
+            .await;
+        assert_eq!(data(&resp)["opportunities"]["totalCount"], 3);
+        stop.cancel();
+    }
+);
+
+db_test!(
+    pipedrive_deletes_keep_the_records_and_say_so,
+    |app| async move {
+        let stop = runner(app);
+        let acme = account(app, "Analytical Ltd").await;
+        let p = integration(
+            app,
+            "pipedrive",
+            "PIPEDRIVE",
+            json!({"username": "pd", "defaultAccountId": acme}),
+        )
+        .await;
+        let auth = || Some(basic("pd", &p.secret));
+        for f in ["pipedrive/person_create.json", "pipedrive/deal_won.json"] {
+            assert_eq!(
+                post_pipedrive(app, &p.url, auth(), &fixture(f)).await.0,
+                200
+            );
+            settled(app).await;
+        }
+        for f in ["pipedrive/person_delete.json", "pipedrive/deal_delete.json"] {
+            assert_eq!(
+                post_pipedrive(app, &p.url, auth(), &fixture(f)).await.0,
+                200
+            );
+        }
+        // A deal Lockstep never saw.
+        let unknown = fixture("pipedrive/deal_delete.json")
+            .replace("\"entity_id\": 77", "\"entity_id\": 999")
+            .replace(
+                "a3a1c9b0-2d4e-4f6a-8b1c-0d9e8f7a6b0a",
+                "a3a1c9b0-2d4e-4f6a-8b1c-0d9e8f7a6b0b",
+            );
+        assert_eq!(post_pipedrive(app, &p.url, auth(), &unknown).await.0, 200);
+        settled(app).await;
+        let resp = app
+        .admin(
+            r#"{ webhookEvents(first: 10, direction: ASC) { nodes { eventType status outcome } } leads(first: 5) { nodes { stage convertedOpportunity { stage amount } } } opportunities(first: 5) { totalCount } }"#,
+            json!({}),
+        )
+        .await;
+        let d = data(&resp);
+        let events: Vec<Value> = d["webhookEvents"]["nodes"].as_array().unwrap().clone();
+        assert_eq!(
+            events[2..].to_vec(),
+            vec![
+                json!({"eventType": "delete.person", "status": "APPLIED", "outcome": "ignored: person deleted in Pipedrive; Lockstep keeps the lead and its history"}),
+                json!({"eventType": "delete.deal", "status": "APPLIED", "outcome": "ignored: deal deleted in Pipedrive; Lockstep keeps the opportunity and its history"}),
+                json!({"eventType": "delete.deal", "status": "APPLIED", "outcome": "ignored: deal deleted in Pipedrive; no opportunity was synced from it"}),
+            ]
+        );
+        // The lead and its won deal are still there, unchanged.
+        assert_eq!(
+            d["leads"]["nodes"],
+            json!([{"stage": "CONVERTED", "convertedOpportunity": {"stage": "CLOSED_WON", "amount": "8000.00"}}])
+        );
+        assert_eq!(d["opportunities"]["totalCount"], 1);
+        // A change older than the delete, delivered late, is not applied over it.
+        let late = fixture("pipedrive/person_create.json")
+            .replace("\"action\": \"create\"", "\"action\": \"change\"")
+            .replace(
+                "a3a1c9b0-2d4e-4f6a-8b1c-0d9e8f7a6b01",
+                "a3a1c9b0-2d4e-4f6a-8b1c-0d9e8f7a6b0c",
+            )
+            .replace("2025-10-06T14:25:27.000Z", "2025-10-20T00:00:00.000Z")
+            .replace("\"first_name\": \"Ada\"", "\"first_name\": \"Augusta\"");
+        assert_eq!(post_pipedrive(app, &p.url, auth(), &late).await.0, 200);
+        settled(app).await;
+        let resp = app
+        .admin(r#"{ leads(first: 5) { nodes { firstName } } webhookEvents(first: 1) { nodes { outcome } } }"#, json!({}))
+        .await;
+        assert_eq!(data(&resp)["leads"]["nodes"][0]["firstName"], "Ada");
+        assert_eq!(
+            data(&resp)["webhookEvents"]["nodes"][0]["outcome"],
+            "superseded"
+        );
+        stop.cancel();
+    }
+);
 
 // ---------------------------------------------------------------------------
 // The fault test: the real binary on PostgreSQL, SIGKILLed mid-stream.

@@ -523,7 +523,8 @@ impl Work {
             && (before.stage != after.stage
                 || before.amount != after.amount
                 || before.closed_at != after.closed_at
-                || before.created_at != after.created_at)
+                || before.created_at != after.created_at
+                || before.lead_id != after.lead_id)
         {
             self.credit_opportunities.insert(after.id);
         }

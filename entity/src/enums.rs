@@ -5,13 +5,13 @@ use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
         #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
         #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "SCREAMING_SNAKE_CASE")]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $name {
             /// Every value, in declaration order.
@@ -130,14 +130,32 @@ impl HandoffReason {
 }
 string_enum!(
     /// Which CRM pushes an integration's webhooks.
-    WebhookProvider { Hubspot, Salesforce, Pipedrive, Generic }
+    WebhookProvider {
+        /// HubSpot webhook batches, signed with the app's client secret (v3 signature).
+        Hubspot,
+        /// Salesforce Outbound Messages (SOAP), checked by organization id and the integration's token.
+        Salesforce,
+        /// Pipedrive webhooks v2, with HTTP basic auth (the integration's secret as password).
+        Pipedrive,
+        /// Lockstep's own signed JSON envelope (`X-Lockstep-Signature`), for any other system.
+        Generic,
+    }
 );
 string_enum!(
     /// Where an inbox event is: RECEIVED (stored, not applied yet), APPLIED
     /// (its change is in the records, or it was older than what the record
     /// holds), FAILED (an attempt failed; it is retried with backoff), or
     /// DEAD (it failed every attempt; an operator may replay it).
-    WebhookStatus { Received, Applied, Failed, Dead }
+    WebhookStatus {
+        /// Stored in the inbox, not applied yet.
+        Received,
+        /// Done: applied to the records, or found unchanged, superseded or ignored (see `outcome`).
+        Applied,
+        /// An attempt to apply it failed; it is retried with backoff.
+        Failed,
+        /// It failed every attempt; an operator may replay it.
+        Dead,
+    }
 );
 
 impl WebhookProvider {

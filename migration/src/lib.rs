@@ -17,6 +17,7 @@ mod m20261202_000011_lead_inquiry_at;
 mod m20261202_000012_goals;
 mod m20261202_000013_webhooks;
 mod m20261202_000014_operations;
+mod m20261202_000018_integration_client_secrets;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_goals::Migration),
             Box::new(m20261202_000013_webhooks::Migration),
             Box::new(m20261202_000014_operations::Migration),
+            Box::new(m20261202_000018_integration_client_secrets::Migration),
         ]
     }
 }

@@ -131,10 +131,12 @@ pub async fn run(
             name: format!("bench-{run_id}"),
             provider: WebhookProvider::Generic,
             settings: json!({"system": format!("bench-{run_id}")}),
+            client_secret: None,
         },
     )
     .await
     .map_err(|e| e.detail())?;
+    let secret = secret.ok_or("a generic integration has a secret")?;
     let stop = CancellationToken::new();
     let runner = Runner::new(
         db.clone(),

@@ -32,6 +32,8 @@ pub struct Limiter {
     /// Where the shared buckets are (PostgreSQL with `rate_limits.shared`).
     shared: Option<DatabaseConnection>,
     webhook: Keyed<uuid::Uuid>,
+    /// The per-integration webhook budget, for the shared buckets.
+    webhook_budget: Budget,
     checks: AtomicU64,
     clock: DefaultClock,
 }
@@ -94,6 +96,7 @@ impl Limiter {
             budgets: config.clone(),
             shared,
             webhook: keyed(on, webhook),
+            webhook_budget: *webhook,
             checks: AtomicU64::new(0),
             clock: DefaultClock::default(),
         }
@@ -159,11 +162,21 @@ impl Limiter {
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
-    /// Takes a token from a webhook integration's bucket.
-    pub fn check_webhook(&self, integration: uuid::Uuid) -> Result<(), Duration> {
+    /// Takes a token from a webhook integration's bucket: the shared one
+    /// (every replica's requests count) when subject buckets are shared,
+    /// else, or when the database does not answer, this replica's.
+    pub async fn check_webhook(&self, integration: uuid::Uuid) -> Result<(), Duration> {
         let Some(limiter) = &self.webhook else {
             return Ok(());
         };
+        if let Some(db) = &self.shared {
+            match take_shared(db, &format!("webhook:{integration}"), self.webhook_budget).await {
+                Ok(outcome) => return outcome,
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared webhook rate limit unavailable; using this replica's bucket")
+                }
+            }
+        }
         self.housekeeping();
         limiter
             .check_key(&integration)

@@ -40,6 +40,8 @@ pub enum Outcome {
     Superseded,
     /// A change Lockstep does not keep (e.g. a property it has no field for).
     Ignored,
+    /// Not applied on purpose, for the reason given (`ignored: …`).
+    IgnoredBecause(&'static str),
 }
 
 impl Outcome {
@@ -49,6 +51,7 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::Superseded => "superseded",
             Outcome::Ignored => "ignored",
+            Outcome::IgnoredBecause(why) => why,
         }
     }
 }

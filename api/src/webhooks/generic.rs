@@ -526,7 +526,7 @@ pub async fn change_lead_stage(
 /// A CRM time for a stage change, kept from going back before the record's
 /// creation or last change (two systems' clocks, or a change Lockstep made
 /// itself after the CRM's), so the history stays ordered.
-async fn not_before_last(
+pub(crate) async fn not_before_last(
     w: &Work,
     subject: Subject,
     created_at: DateTime<Utc>,

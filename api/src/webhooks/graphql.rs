@@ -32,14 +32,19 @@ fn settings<'a>(ctx: &Context<'a>) -> Result<&'a WebhookSettings> {
 /// A CRM connection that pushes changes to `webhookUrl`.
 pub struct Integration(pub integration::Model);
 
+/// A CRM connection that pushes changes to `webhookUrl` (ADMIN).
 #[Object]
 impl Integration {
+    /// The integration's id (the last part of its `webhookUrl`).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// Its unique name; changes it applies are recorded as made by
+    /// `webhook:<name>`.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// The CRM that pushes to it.
     async fn provider(&self) -> WebhookProvider {
         self.0.provider
     }
@@ -60,6 +65,7 @@ impl Integration {
     async fn disabled(&self) -> bool {
         self.0.disabled_at.is_some()
     }
+    /// When it was disabled.
     async fn disabled_at(&self) -> Option<DateTime<Utc>> {
         self.0.disabled_at
     }
@@ -67,6 +73,7 @@ impl Integration {
     async fn previous_secret_expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.previous_expires_at
     }
+    /// When it was created (or first declared).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -81,18 +88,28 @@ fn url(s: &WebhookSettings, i: &integration::Model) -> String {
     )
 }
 
-/// An integration with its secret: shown this once, never stored.
+/// An integration just created or rotated, with the secret Lockstep made
+/// for it: shown this once, never stored.
 #[derive(SimpleObject)]
 pub struct IntegrationSecret {
+    /// The integration's id.
     pub id: ID,
-    /// The secret the CRM signs with (HubSpot's app secret, the generic
-    /// signing key, Pipedrive's basic-auth password, Salesforce's URL token).
-    pub secret: String,
+    /// The secret the CRM signs with, made by Lockstep: the generic signing
+    /// key, Pipedrive's basic-auth password, Salesforce's URL token. Null for
+    /// HUBSPOT: it signs with the app's client secret you gave, which
+    /// Lockstep keeps encrypted and never shows.
+    pub secret: Option<String>,
+    /// Where the CRM sends its webhooks.
     pub webhook_url: String,
+    /// The integration itself.
     pub integration: Integration,
 }
 
-fn with_secret(s: &WebhookSettings, i: integration::Model, secret: String) -> IntegrationSecret {
+fn with_secret(
+    s: &WebhookSettings,
+    i: integration::Model,
+    secret: Option<String>,
+) -> IntegrationSecret {
     IntegrationSecret {
         id: ID(i.id.to_string()),
         secret,
@@ -104,14 +121,18 @@ fn with_secret(s: &WebhookSettings, i: integration::Model, secret: String) -> In
 /// An event a CRM pushed, as kept in the inbox.
 pub struct WebhookEvent(pub webhook_event::Model);
 
+/// An event a CRM pushed, as kept in the inbox (ADMIN).
 #[Object]
 impl WebhookEvent {
+    /// The inbox entry's id (give it to `replayWebhookEvent`).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// The integration that received it.
     async fn integration_id(&self) -> ID {
         ID(self.0.integration_id.to_string())
     }
+    /// The CRM that sent it.
     async fn provider(&self) -> WebhookProvider {
         self.0.provider
     }
@@ -131,6 +152,7 @@ impl WebhookEvent {
     async fn occurred_at(&self) -> DateTime<Utc> {
         self.0.occurred_at
     }
+    /// When Lockstep stored it.
     async fn received_at(&self) -> DateTime<Utc> {
         self.0.received_at
     }
@@ -138,6 +160,7 @@ impl WebhookEvent {
     async fn body(&self) -> &str {
         &self.0.body
     }
+    /// Where it is: RECEIVED, APPLIED, FAILED or DEAD.
     async fn status(&self) -> WebhookStatus {
         self.0.status
     }
@@ -150,18 +173,22 @@ impl WebhookEvent {
         self.0.last_error.as_deref()
     }
     /// What applying it did: `applied`, `unchanged`, `superseded` (older
-    /// than a change already applied to the record) or `ignored`.
+    /// than a change already applied to the record), `ignored` (a change
+    /// Lockstep keeps no field for) or `ignored: <why>` (not applied on
+    /// purpose, e.g. a record deleted in Pipedrive; see docs/webhooks.md).
     async fn outcome(&self) -> Option<&str> {
         self.0.outcome.as_deref()
     }
+    /// When it was marked APPLIED.
     async fn applied_at(&self) -> Option<DateTime<Utc>> {
         self.0.applied_at
     }
 }
 
-/// How one integration's inbox stands.
+/// How one integration's inbox stands (counted by the database).
 #[derive(SimpleObject)]
 pub struct IntegrationHealth {
+    /// The integration.
     pub integration_id: ID,
     /// When its latest event arrived.
     pub last_received_at: Option<DateTime<Utc>>,
@@ -171,18 +198,26 @@ pub struct IntegrationHealth {
     pub failures: i64,
     /// DEAD events (every attempt failed; replay them with `replayWebhookEvent`).
     pub dead: i64,
+    /// APPLIED events (including unchanged, superseded and ignored ones).
     pub applied: i64,
 }
 
+/// A webhook integration to create.
 #[derive(InputObject)]
 pub struct CreateIntegrationInput {
     /// Unique; 1 to 100 characters.
     pub name: String,
+    /// The CRM that will push to it.
     pub provider: WebhookProvider,
     /// Provider settings (see docs/webhooks.md); default none.
     pub settings: Option<Json<serde_json::Value>>,
+    /// HUBSPOT only, and required there: the HubSpot app's client secret,
+    /// which HubSpot signs its requests with (16 to 256 characters). Kept
+    /// encrypted under the server's webhook key; no query returns it.
+    pub client_secret: Option<String>,
 }
 
+/// Which inbox events to list (every given condition holds).
 #[derive(InputObject, Default)]
 pub struct WebhookEventFilterInput {
     /// Any of these integrations.
@@ -321,6 +356,7 @@ impl WebhooksMutation {
                     .settings
                     .map(|j| j.0)
                     .unwrap_or(serde_json::Value::Null),
+                client_secret: input.client_secret,
             },
         )
         .await?;
@@ -328,16 +364,28 @@ impl WebhooksMutation {
     }
 
     /// A new secret (ADMIN); the previous one keeps working for the grace
-    /// period (`webhook_secret_grace_secs`, default 24 hours).
+    /// period (`webhook_secret_grace_secs`, default 24 hours). Lockstep makes
+    /// the new secret, except for HUBSPOT, whose new app client secret is
+    /// given as `clientSecret`.
     async fn rotate_integration_secret(
         &self,
         ctx: &Context<'_>,
         id: ID,
+        #[graphql(
+            desc = "HUBSPOT only, and required there: the app's new client secret (HubSpot lets an app rotate it)"
+        )]
+        client_secret: Option<String>,
     ) -> Result<IntegrationSecret> {
         require(ctx, ADMINS, "rotate integration secrets")?;
         let s = settings(ctx)?;
-        let (updated, secret) =
-            service::rotate(db(ctx)?, s.key.as_deref(), parse_id(&id, "id")?, s.grace).await?;
+        let (updated, secret) = service::rotate(
+            db(ctx)?,
+            s.key.as_deref(),
+            parse_id(&id, "id")?,
+            s.grace,
+            client_secret,
+        )
+        .await?;
         Ok(with_secret(s, updated, secret))
     }
 

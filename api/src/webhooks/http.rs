@@ -79,7 +79,7 @@ async fn receive(
     if integration.disabled_at.is_some() {
         return refuse(Some(provider), Refusal::Gone);
     }
-    if let Err(wait) = state.limiter.check_webhook(integration.id) {
+    if let Err(wait) = state.limiter.check_webhook(integration.id).await {
         let secs = crate::telemetry::limits::retry_after_secs(wait);
         state.telemetry.rate_limited("webhook");
         prom::webhook_request(provider.slug(), "429");

@@ -177,8 +177,7 @@ pub async fn apply(w: &mut Work, cx: &ApplyCx, ev: &webhook_event::Model) -> App
         .ok_or_else(|| AppError::invalid("meta.entity_id missing"))?;
     let key = ExternalRef::normalized(&cx.system, &entity_id)?;
     if ev.event_type.starts_with("delete.") {
-        // Lockstep keeps the record (its history feeds the metrics).
-        return Ok(Outcome::Ignored);
+        return deleted(w, ev, &key).await;
     }
     let data = body.get("data").cloned().unwrap_or(Value::Null);
     if ev.event_type.ends_with(".person") {
@@ -273,4 +272,34 @@ pub async fn apply(w: &mut Work, cx: &ApplyCx, ev: &webhook_event::Model) -> App
         closed_at,
     };
     upsert_opportunity(w, cx, &key, new, initial, ev.occurred_at).await
+}
+
+/// What a deleted person or deal means for the lead or opportunity it
+/// synced to (docs/webhooks.md, "Deletes"): nothing is erased or moved.
+/// Lockstep never erases history, and a delete in Pipedrive is not a
+/// disqualification or a loss (it is mostly a duplicate or a mistake made
+/// undone), so counting it as one would skew conversion and win rates.
+/// The event is applied with an explicit `ignored: …` outcome that
+/// operators can list; earlier changes of the record still pending are
+/// superseded by it.
+async fn deleted(w: &Work, ev: &webhook_event::Model, key: &ExternalRef) -> AppResult<Outcome> {
+    let (kind, known, unknown) = if ev.event_type.ends_with(".person") {
+        (
+            RecordKind::Lead,
+            "ignored: person deleted in Pipedrive; Lockstep keeps the lead and its history",
+            "ignored: person deleted in Pipedrive; no lead was synced from it",
+        )
+    } else {
+        (
+            RecordKind::Opportunity,
+            "ignored: deal deleted in Pipedrive; Lockstep keeps the opportunity and its history",
+            "ignored: deal deleted in Pipedrive; no opportunity was synced from it",
+        )
+    };
+    let synced = external_ids::lookup(w.db(), kind, key).await?.is_some();
+    Ok(Outcome::IgnoredBecause(if synced {
+        known
+    } else {
+        unknown
+    }))
 }

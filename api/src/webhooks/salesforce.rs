@@ -18,13 +18,15 @@
 //! and `IsClosed` close), `leadSources` (`LeadSource` → source), `owners`
 //! (`OwnerId` → Lockstep user id or e-mail), `defaultAccountId`.
 
+use super::apply::lookup_required;
 use super::apply::{ApplyCx, Outcome};
-use super::generic::{upsert_lead, upsert_opportunity};
+use super::generic::{not_before_last, upsert_lead, upsert_opportunity};
 use super::{Incoming, Refusal, Request, check_token};
 use crate::error::{AppError, AppResult};
 use crate::records::external_ids::{self, ExternalRef};
-use crate::records::leads::service::LeadFields;
+use crate::records::leads::service::{self as leads, LeadFields};
 use crate::records::opportunities::service::{InitialStage, NewOpportunity};
+use crate::records::stage_changes::Subject;
 use crate::uow::Work;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -373,6 +375,11 @@ pub async fn apply(w: &mut Work, cx: &ApplyCx, ev: &webhook_event::Model) -> App
             ..Default::default()
         };
         let outcome = upsert_lead(w, cx, &key, lead, ev.occurred_at).await?;
+        if let Some(opportunity) = field(&fields, "ConvertedOpportunityId")
+            && field(&fields, "IsConverted") != Some("false")
+        {
+            return converted(w, cx, &key, &fields, opportunity, ev.occurred_at).await;
+        }
         return Ok(outcome);
     }
     let account = match field(&fields, "AccountId") {
@@ -426,4 +433,75 @@ pub async fn apply(w: &mut Work, cx: &ApplyCx, ev: &webhook_event::Model) -> App
         closed_at: None,
     };
     upsert_opportunity(w, cx, &key, new, initial, ev.occurred_at).await
+}
+
+/// A converted Lead (`IsConverted`, `ConvertedOpportunityId`): the lead is
+/// converted into the opportunity Salesforce made of it, keyed by that
+/// opportunity's `Id`, so its own messages update it. When an Opportunity
+/// message already created it, the lead is linked to it; otherwise the lead
+/// is converted as `convertLead` would (the opportunity's later messages fill
+/// in its name, amount and stage). Either order ends the same. A lead
+/// Lockstep had already converted keeps its opportunity, which gets the id.
+async fn converted(
+    w: &mut Work,
+    cx: &ApplyCx,
+    lead_key: &ExternalRef,
+    fields: &Value,
+    opportunity: &str,
+    at: DateTime<Utc>,
+) -> AppResult<Outcome> {
+    let lead_id = lookup_required(w, RecordKind::Lead, lead_key).await?;
+    let opp_key = ExternalRef::normalized(&cx.system, opportunity)?;
+    let reason = Some("converted in Salesforce".to_owned());
+    let lead = w.lock_lead(lead_id).await?;
+    let at = not_before_last(w, Subject::Lead(lead_id), lead.created_at, at).await?;
+    if let Some(opp) = external_ids::lookup(w.db(), RecordKind::Opportunity, &opp_key).await? {
+        let linked =
+            leads::link_conversion_in(w, &cx.actor, lead_id, opp, reason, Some(at)).await?;
+        return Ok(if linked.is_some() {
+            Outcome::Applied
+        } else {
+            Outcome::Unchanged
+        });
+    }
+    if let Some(opp) = lead.converted_opportunity_id {
+        external_ids::link(w, RecordKind::Opportunity, &opp_key, opp).await?;
+        return Ok(Outcome::Applied);
+    }
+    let account = match field(fields, "ConvertedAccountId") {
+        Some(a) => {
+            external_ids::lookup(
+                w.db(),
+                RecordKind::Account,
+                &ExternalRef::normalized(&cx.system, a)?,
+            )
+            .await?
+        }
+        None => None,
+    }
+    .or(lead.account_id)
+    .or_else(|| {
+        cx.settings
+            .get("defaultAccountId")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+    })
+    .ok_or_else(|| {
+        AppError::not_found(
+            "the converted lead's account (no account maps to its ConvertedAccountId, the lead has none and there is no `defaultAccountId`)",
+        )
+    })?;
+    let conversion = leads::Conversion {
+        name: format!("Salesforce opportunity {opportunity}"),
+        account_id: Some(account),
+        owner_id: None,
+        amount: 0,
+        currency: cx.currency.clone(),
+        expected_close_date: None,
+        sourced_by: None,
+        reason,
+        external_ids: vec![opp_key],
+    };
+    leads::convert_in(w, &cx.actor, lead_id, conversion, Some(at)).await?;
+    Ok(Outcome::Applied)
 }

@@ -5,12 +5,20 @@
 //! the salt is random and kept with the integration. A copy of the database
 //! therefore holds no usable secret; the server's webhook key (`webhook_key`,
 //! or one derived from the JWT secret) recreates it to check a signature.
+//! A secret the user gives (a HubSpot app's client secret) cannot be
+//! derived: it is stored sealed with XChaCha20-Poly1305 under a key derived
+//! from the webhook key, bound to its integration's id ([`WebhookKey::seal`]).
 //! Every comparison of a signature or a secret is constant-time.
 
 use crate::config::{Config, Secret};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -48,6 +56,57 @@ impl WebhookKey {
             &self.0,
             &[b"lockstep-webhook-secret:", salt.as_bytes()],
         ))
+    }
+}
+
+impl WebhookKey {
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        let k = hmac(&self.0, &[b"lockstep-webhook-encryption"]);
+        XChaCha20Poly1305::new(&Key::from(k))
+    }
+
+    /// Encrypts a secret the user gave (XChaCha20-Poly1305 under a key
+    /// derived from this one, a random nonce, the integration's id as
+    /// associated data so a ciphertext is only good on its own row):
+    /// `v1:` + base64(nonce ‖ ciphertext). `None` only for a secret too
+    /// long for the cipher (never for one that passed the input checks).
+    pub fn seal(&self, integration: Uuid, secret: &str) -> Option<String> {
+        let nonce: [u8; 24] = rand::random();
+        let sealed = self
+            .cipher()
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: integration.as_bytes(),
+                },
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Some(format!("v1:{}", STANDARD.encode(out)))
+    }
+
+    /// The secret [`seal`](Self::seal) encrypted for `integration`; `None`
+    /// when it was sealed under another key or for another row, or altered.
+    pub fn open(&self, integration: Uuid, sealed: &str) -> Option<String> {
+        let raw = STANDARD.decode(sealed.strip_prefix("v1:")?).ok()?;
+        if raw.len() < 24 + 16 {
+            return None;
+        }
+        let (nonce, ciphertext) = raw.split_at(24);
+        let nonce: [u8; 24] = nonce.try_into().ok()?;
+        let plain = self
+            .cipher()
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: integration.as_bytes(),
+                },
+            )
+            .ok()?;
+        String::from_utf8(plain).ok()
     }
 }
 
@@ -124,5 +183,25 @@ mod tests {
         assert_ne!(a.secret("s1"), a.secret("s2"));
         assert_ne!(a.secret("s1"), b.secret("s1"));
         assert!(same_secret("abc", "abc") && !same_secret("abc", "abd"));
+    }
+
+    #[test]
+    fn sealed_secrets_open_only_with_their_key_and_row() {
+        let a = WebhookKey(sha256(b"a"));
+        let b = WebhookKey(sha256(b"b"));
+        let (row, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let sealed = a.seal(row, "hubspot-client-secret").unwrap();
+        assert!(!sealed.contains("hubspot-client-secret"));
+        assert_ne!(sealed, a.seal(row, "hubspot-client-secret").unwrap());
+        assert_eq!(
+            a.open(row, &sealed).as_deref(),
+            Some("hubspot-client-secret")
+        );
+        assert_eq!(b.open(row, &sealed), None);
+        assert_eq!(a.open(other, &sealed), None);
+        let mut tampered = sealed.clone().into_bytes();
+        tampered[20] = if tampered[20] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(a.open(row, &tampered), None);
     }
 }

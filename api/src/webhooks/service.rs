@@ -25,6 +25,58 @@ pub struct NewIntegration {
     pub name: String,
     pub provider: WebhookProvider,
     pub settings: Value,
+    /// HubSpot's app client secret (HubSpot signs with it); none for the
+    /// other providers, whose secret Lockstep makes.
+    pub client_secret: Option<String>,
+}
+
+/// A client secret the user gives: 16 to 256 printable characters.
+fn check_client_secret(secret: &str) -> AppResult<&str> {
+    let s = secret.trim();
+    if s.len() < 16 || s.len() > 256 || s.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "clientSecret",
+            "`clientSecret` must be 16 to 256 printable characters (the HubSpot app's client secret)",
+        ));
+    }
+    Ok(s)
+}
+
+/// What a provider's new secret is: one Lockstep derives from a new salt
+/// (shown once), or the client secret the user gave (HubSpot), sealed.
+enum NewSecret {
+    Derived { salt: String, secret: String },
+    Given { sealed: String },
+}
+
+fn new_secret(
+    key: &WebhookKey,
+    provider: WebhookProvider,
+    id: Uuid,
+    client_secret: Option<&str>,
+) -> AppResult<NewSecret> {
+    match (provider, client_secret) {
+        (WebhookProvider::Hubspot, Some(given)) => {
+            let given = check_client_secret(given)?;
+            let sealed = key
+                .seal(id, given)
+                .ok_or_else(|| AppError::Internal("sealing a client secret failed".into()))?;
+            Ok(NewSecret::Given { sealed })
+        }
+        (WebhookProvider::Hubspot, None) => Err(AppError::bad_input(
+            "clientSecret",
+            "HubSpot signs with its app's client secret: give it as `clientSecret`",
+        )),
+        (_, Some(_)) => Err(AppError::bad_input(
+            "clientSecret",
+            "`clientSecret` is for HUBSPOT integrations only: Lockstep makes the other providers' secrets",
+        )),
+        (_, None) => {
+            let salt = new_salt();
+            let secret = key.secret(&salt);
+            Ok(NewSecret::Derived { salt, secret })
+        }
+    }
 }
 
 fn check_name(name: &str) -> AppResult<String> {
@@ -82,35 +134,37 @@ fn no_key() -> AppError {
     )
 }
 
-/// Creates an integration; returns it with its secret (shown this once).
+/// Creates an integration; returns it with the secret Lockstep made for it
+/// (shown this once), or `None` for HubSpot, which signs with the client
+/// secret the caller gave (kept sealed, never shown).
 pub async fn create(
     db: &DatabaseConnection,
     key: Option<&WebhookKey>,
     input: NewIntegration,
-) -> AppResult<(integration::Model, String)> {
+) -> AppResult<(integration::Model, Option<String>)> {
     let key = key.ok_or_else(no_key)?;
-    if input.provider == WebhookProvider::Hubspot {
-        return Err(AppError::bad_input(
-            "provider",
-            "HubSpot signs with its app's client secret: declare a HubSpot integration in lockstep.toml with that secret (docs/webhooks.md)",
-        ));
-    }
     let name = check_name(&input.name)?;
     let settings = check_settings(input.provider, &input.settings)?;
-    let salt = new_salt();
-    let secret = key.secret(&salt);
-    let (name, settings, salt) = (&name, &settings, &salt);
+    let id = Uuid::now_v7();
+    let (salt, sealed, secret) =
+        match new_secret(key, input.provider, id, input.client_secret.as_deref())? {
+            NewSecret::Derived { salt, secret } => (Some(salt), None, Some(secret)),
+            NewSecret::Given { sealed } => (None, Some(sealed), None),
+        };
+    let (name, settings, salt, sealed) = (&name, &settings, &salt, &sealed);
     let created = uow::run(db, |mut w| async move {
         let at = now();
         let created = w
             .insert(integration::ActiveModel {
-                id: Set(Uuid::now_v7()),
+                id: Set(id),
                 provider: Set(input.provider),
                 name: Set(name.clone()),
                 settings: Set(settings.clone()),
-                secret_salt: Set(Some(salt.clone())),
+                secret_salt: Set(salt.clone()),
                 previous_salt: Set(None),
                 previous_expires_at: Set(None),
+                secret_ciphertext: Set(sealed.clone()),
+                previous_ciphertext: Set(None),
                 declared: Set(false),
                 disabled_at: Set(None),
                 created_at: Set(at),
@@ -140,26 +194,37 @@ fn not_declared(i: &integration::Model) -> AppResult<()> {
     Ok(())
 }
 
-/// A new secret; the old one keeps working for `grace`.
+/// A new secret (for HubSpot, the new client secret the caller gives); the
+/// old one keeps working for `grace`. Returns the secret Lockstep made, or
+/// `None` for HubSpot.
 pub async fn rotate(
     db: &DatabaseConnection,
     key: Option<&WebhookKey>,
     id: Uuid,
     grace: Duration,
-) -> AppResult<(integration::Model, String)> {
+    client_secret: Option<String>,
+) -> AppResult<(integration::Model, Option<String>)> {
     let key = key.ok_or_else(no_key)?;
-    let salt = new_salt();
-    let secret = key.secret(&salt);
-    let salt = &salt;
+    let current = get(db, id).await?;
+    not_declared(&current)?;
+    let (salt, sealed, secret) =
+        match new_secret(key, current.provider, id, client_secret.as_deref())? {
+            NewSecret::Derived { salt, secret } => (Some(salt), None, Some(secret)),
+            NewSecret::Given { sealed } => (None, Some(sealed), None),
+        };
+    let (salt, sealed) = (&salt, &sealed);
     let updated = uow::run(db, |mut w| async move {
         let current = get(w.db(), id).await?;
         not_declared(&current)?;
         let at = now();
         let previous = current.secret_salt.clone();
+        let previous_sealed = current.secret_ciphertext.clone();
         let mut am = current.into_active_model();
         am.previous_salt = Set(previous);
+        am.previous_ciphertext = Set(previous_sealed);
         am.previous_expires_at = Set(Some(at + grace));
-        am.secret_salt = Set(Some(salt.clone()));
+        am.secret_salt = Set(salt.clone());
+        am.secret_ciphertext = Set(sealed.clone());
         am.updated_at = Set(at);
         let updated = w.update(am).await?;
         w.commit(updated).await
@@ -251,6 +316,8 @@ pub async fn sync_declared(
                         secret_salt: Set(None),
                         previous_salt: Set(None),
                         previous_expires_at: Set(None),
+                        secret_ciphertext: Set(None),
+                        previous_ciphertext: Set(None),
                         declared: Set(true),
                         disabled_at: Set(disabled),
                         created_at: Set(at),
@@ -295,14 +362,27 @@ pub fn accepted_secrets(
     let Some(key) = key else {
         return Vec::new();
     };
+    let open = |sealed: &str| {
+        let opened = key.open(i.id, sealed);
+        if opened.is_none() {
+            tracing::warn!(integration = %i.id, "a stored client secret does not open with this server's webhook key (was `webhook_key` changed?)");
+        }
+        opened
+    };
     let mut out = Vec::new();
-    if let Some(salt) = &i.secret_salt {
+    if let Some(sealed) = &i.secret_ciphertext {
+        out.extend(open(sealed));
+    } else if let Some(salt) = &i.secret_salt {
         out.push(key.secret(salt));
     }
-    if let (Some(salt), Some(until)) = (&i.previous_salt, i.previous_expires_at)
+    if let Some(until) = i.previous_expires_at
         && at < until
     {
-        out.push(key.secret(salt));
+        if let Some(sealed) = &i.previous_ciphertext {
+            out.extend(open(sealed));
+        } else if let Some(salt) = &i.previous_salt {
+            out.push(key.secret(salt));
+        }
     }
     out
 }

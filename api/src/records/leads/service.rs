@@ -725,6 +725,80 @@ pub async fn convert_in(
     Ok((lead, opp))
 }
 
+/// Records a lead's conversion into an opportunity that already exists (a
+/// CRM that converted the lead told Lockstep of the opportunity first), in
+/// the caller's unit: the opportunity gets the lead, the lead moves to
+/// CONVERTED at `at` with a stage change — what `convert_in` ends with,
+/// without creating another opportunity. Already linked to it: unchanged
+/// (`None`); converted into another one, or an opportunity of another
+/// lead: CONFLICT.
+pub async fn link_conversion_in(
+    w: &mut Work,
+    actor: &Actor,
+    id: Uuid,
+    opportunity_id: Uuid,
+    reason: Option<String>,
+    at: Option<DateTime<Utc>>,
+) -> AppResult<Option<lead::Model>> {
+    if at.is_some() {
+        actor.check_backfill("at")?;
+    }
+    let current = w.lock_lead(id).await?;
+    match current.converted_opportunity_id {
+        Some(o) if o == opportunity_id => return Ok(None),
+        Some(_) => {
+            return Err(AppError::conflict(
+                Some("stage"),
+                "the lead is already converted into another opportunity",
+            ));
+        }
+        None => {}
+    }
+    if current.stage == LeadStage::Converted {
+        return Err(AppError::conflict(
+            Some("stage"),
+            "the lead is already converted",
+        ));
+    }
+    let opp = w.lock_opportunity(opportunity_id).await?;
+    if opp.lead_id.is_some_and(|l| l != id) {
+        return Err(AppError::conflict(
+            Some("leadId"),
+            "the opportunity comes from another lead",
+        ));
+    }
+    let at = check_change_time(w.db(), Subject::Lead(id), current.created_at, at).await?;
+    if opp.lead_id.is_none() {
+        w.update_opportunity(opp, |am| {
+            am.lead_id = Set(Some(id));
+            am.updated_at = Set(now());
+            Ok(())
+        })
+        .await?;
+    }
+    let from = current.stage;
+    let lead = w
+        .update_lead(current, |am| {
+            am.stage = Set(LeadStage::Converted);
+            note_entry(am, LeadStage::Converted, at);
+            am.converted_opportunity_id = Set(Some(opportunity_id));
+            am.updated_at = Set(now());
+            Ok(())
+        })
+        .await?;
+    stage_changes::record(
+        w,
+        Subject::Lead(id),
+        Some(from.as_str()),
+        LeadStage::Converted.as_str(),
+        at,
+        actor,
+        Some(optional_text(reason, "reason")?.unwrap_or_else(|| "converted".to_owned())),
+    )
+    .await?;
+    Ok(Some(lead))
+}
+
 /// Creates or updates the lead `key` maps to (idempotent; its own unit). A
 /// differing `stage` is recorded as a stage change.
 pub async fn upsert(
