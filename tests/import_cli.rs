@@ -241,6 +241,9 @@ db_test!(
             r#"{"type":"touchpoint","system":"crm","leadExternalId":"L-1","campaignExternalId":"C-1","occurredAt":"2026-02-02T00:00:00Z"}"#,
             "",
             r#"{"type":"lead","system":"crm","externalId":"L-3","email":"c@x.example","createdAt":"2026-02-01T00:00:00Z","ownerEmail":"sdr@acme.example"}"#,
+            r#"{"type":"stage_change","system":"crm","leadExternalId":"L-3","changes":[{"toStage":"MQL","at":"2026-02-02T00:00:00Z"}]}"#,
+            // The MQL change is there already (line 10): the refusal names the SAL one.
+            r#"{"type":"stage_change","system":"crm","leadExternalId":"L-3","changes":[{"toStage":"MQL","at":"2026-02-02T00:00:00Z"},{"toStage":"SAL","at":"2026-01-15T00:00:00Z"}]}"#,
         ];
         std::fs::write(&file, lines.join("\n")).unwrap();
         let (code, out) = import(app, &file, &["--batch-size", "100"]).await;
@@ -255,7 +258,7 @@ db_test!(
             .collect();
         assert_eq!(
             numbers,
-            ["line 2", "line 3", "line 4", "line 6", "line 7"],
+            ["line 2", "line 3", "line 4", "line 6", "line 7", "line 11"],
             "{out}"
         );
         assert!(refused[0].contains("not JSON"), "{out}");
@@ -266,7 +269,11 @@ db_test!(
         );
         assert!(refused[3].contains("BAD_USER_INPUT"), "{out}");
         assert!(refused[4].contains("NOT_FOUND"), "{out}");
-        assert!(out.contains("refused 5 lines"), "{out}");
+        assert!(
+            refused[5].contains("BAD_USER_INPUT") && refused[5].contains("changes[1]"),
+            "{out}"
+        );
+        assert!(out.contains("refused 6 lines"), "{out}");
 
         let l = leads(app).await;
         let emails: Vec<&str> = l["nodes"]
@@ -284,6 +291,8 @@ db_test!(
             "sdr@acme.example"
         );
         assert_eq!(l["nodes"][1]["owner"]["email"], "sdr@acme.example");
+        assert_eq!(l["nodes"][1]["stage"], "MQL");
+        assert_eq!(l["nodes"][1]["stageHistory"].as_array().unwrap().len(), 2);
     }
 );
 

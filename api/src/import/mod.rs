@@ -283,9 +283,9 @@ async fn apply_batch(
             }
         })
         .await;
-        report.batches += 1;
         match result {
             Ok(()) => {
+                report.batches += 1;
                 for line in batch.iter() {
                     *report.applied.entry(type_name(line.kind)).or_default() += 1;
                 }
@@ -845,6 +845,8 @@ async fn history(w: &mut Work, cx: &Cx, line: &Line, is_lead: bool) -> AppResult
             .collect()
     };
     let mut changes = Vec::new();
+    // The line's index of each change kept (errors name it).
+    let mut kept = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let at_item = |e: AppError| match e {
             AppError::BadInput { field, message } => AppError::BadInput {
@@ -881,6 +883,7 @@ async fn history(w: &mut Work, cx: &Cx, line: &Line, is_lead: bool) -> AppResult
         let actor = user_ref(w, &line.system, c, "actor")
             .await
             .map_err(at_item)?;
+        kept.push(i);
         changes.push(ImportedChange {
             from: text(c, "fromStage").map_err(at_item)?,
             to,
@@ -893,5 +896,39 @@ async fn history(w: &mut Work, cx: &Cx, line: &Line, is_lead: bool) -> AppResult
     if changes.is_empty() {
         return Ok(());
     }
-    import_in(w, &cx.actor, subject, &changes).await
+    import_in(w, &cx.actor, subject, &changes)
+        .await
+        .map_err(|e| renumber(e, &kept))
+}
+
+/// An error about `changes[j]` of the changes kept, about `changes[i]` of the line.
+fn renumber(e: AppError, kept: &[usize]) -> AppError {
+    let fix = |text: String| -> String {
+        let Some(start) = text.find("changes[") else {
+            return text;
+        };
+        let digits = start + "changes[".len();
+        let Some(len) = text[digits..].find(']') else {
+            return text;
+        };
+        match text[digits..digits + len].parse::<usize>() {
+            Ok(j) if j < kept.len() => {
+                format!("{}{}{}", &text[..digits], kept[j], &text[digits + len..])
+            }
+            _ => text,
+        }
+    };
+    match e {
+        AppError::BadInput { field, message } => AppError::BadInput {
+            field: field.map(fix),
+            message: fix(message),
+        },
+        AppError::Conflict { field, message } => AppError::Conflict {
+            field: field.map(fix),
+            message: fix(message),
+        },
+        AppError::NotFound(what) => AppError::NotFound(fix(what)),
+        AppError::Forbidden(message) => AppError::Forbidden(fix(message)),
+        other => other,
+    }
 }
