@@ -89,7 +89,6 @@ pub async fn import_in(
     changes: &[ImportedChange],
 ) -> AppResult<()> {
     {
-        let mut w = w;
         for (i, c) in changes.iter().enumerate() {
             let acting = actor
                 .acting_as(w.db(), c.actor_user_id)
@@ -113,7 +112,7 @@ pub async fn import_in(
                         check_from(c, &current.stage.as_str())?;
                         drop(current);
                         crate::records::leads::service::change_stage_in(
-                            &mut w,
+                            w,
                             &acting,
                             id,
                             to,
@@ -132,7 +131,7 @@ pub async fn import_in(
                         check_from(c, &current.stage.as_str())?;
                         drop(current);
                         crate::records::opportunities::service::change_stage_in(
-                            &mut w,
+                            w,
                             &acting,
                             id,
                             to,

@@ -539,6 +539,7 @@ impl LeadsMutation {
     }
 
     /// Moves a lead to another stage, recording when, who and why.
+    #[allow(clippy::too_many_arguments)] // one per GraphQL argument
     async fn change_lead_stage(
         &self,
         ctx: &Context<'_>,
@@ -571,6 +572,7 @@ impl LeadsMutation {
 
     /// Creates an opportunity from a lead, links them, and moves the lead to
     /// CONVERTED — in one transaction.
+    #[allow(clippy::too_many_arguments)] // one per GraphQL argument
     async fn convert_lead(
         &self,
         ctx: &Context<'_>,
