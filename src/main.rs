@@ -1,5 +1,5 @@
 //! The `lockstep` command line: serve (the default), worker, migrate, schema,
-//! token, seed, bench.
+//! token, seed, import, bench.
 
 use anyhow::Context;
 use api::Config;
@@ -98,12 +98,34 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         webhook_concurrency: usize,
     },
-    /// Fill the database with deterministic demo data of any size.
+    /// Fill the database with deterministic demo data of any size, or
+    /// write the same data as an import file (`--jsonl FILE`, see docs/import.md).
     Seed {
         #[arg(long, default_value_t = 10_000)]
         leads: u64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Write a `lockstep import` file instead of filling a database.
+        #[arg(long, value_name = "FILE")]
+        jsonl: Option<std::path::PathBuf>,
+    },
+    /// Import a CRM export: JSON Lines of users, accounts, campaigns, leads,
+    /// opportunities, touchpoints and stage histories keyed by external id
+    /// (docs/import.md). Safe to rerun: records already there are matched
+    /// by external id, histories are not duplicated.
+    ///
+    /// Exit status: 0 when every line was imported, 1 when some lines were
+    /// refused (each is listed with its line number and reason; the others
+    /// are imported), 2 when the import could not run (file, database).
+    #[command(verbatim_doc_comment)]
+    Import {
+        /// The JSON Lines file.
+        file: std::path::PathBuf,
+        /// Lines per batch: a batch is written all or nothing (one transaction).
+        #[arg(long, default_value_t = api::import::DEFAULT_BATCH)]
+        batch_size: usize,
         #[arg(long)]
         database_url: Option<String>,
     },
@@ -239,10 +261,52 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", report.markdown());
             Ok(())
         }
+        Command::Import {
+            file,
+            batch_size,
+            database_url,
+        } => {
+            let _telemetry = init_tracing_with("warn");
+            match import(file, batch_size, database_url).await {
+                Ok(0) => Ok(()),
+                Ok(_) => std::process::exit(1),
+                Err(e) => {
+                    eprintln!("import failed: {e:#}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        Command::Seed {
+            leads,
+            seed,
+            jsonl: Some(path),
+            database_url: _,
+        } => {
+            let started = std::time::Instant::now();
+            let out = std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let report = tools::seed::write_jsonl(
+                std::io::BufWriter::new(out),
+                &tools::seed::SeedOptions {
+                    leads,
+                    seed,
+                    progress: true,
+                },
+            )
+            .await
+            .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote {} in {:.1}s: {report:?}",
+                path.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Seed {
             leads,
             seed,
             database_url,
+            jsonl: None,
         } => {
             let _telemetry = init_tracing();
             let config = config_with(database_url)?;
@@ -266,6 +330,54 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `lockstep import`: returns how many lines were refused.
+async fn import(
+    file: std::path::PathBuf,
+    batch_size: usize,
+    database_url: Option<String>,
+) -> anyhow::Result<usize> {
+    let config = config_with(database_url)?;
+    let input =
+        std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+    let total = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let db = api::db::connect(config.database_url(), Default::default()).await?;
+    api::setup::migrate(&db).await?;
+    let started = std::time::Instant::now();
+    let report = api::import::run(
+        &db,
+        std::io::BufReader::new(input),
+        total,
+        &api::import::ImportOptions {
+            batch_size,
+            progress: true,
+            currency: config.currency.clone(),
+        },
+    )
+    .await
+    .map_err(api::error::Failure)?;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let leads = report.applied.get("lead").copied().unwrap_or(0);
+    println!(
+        "imported {} of {} lines in {secs:.1}s ({:.0} lines/s, {:.0} leads/s) in {} batches",
+        report.applied_total(),
+        report.lines,
+        report.applied_total() as f64 / secs,
+        leads as f64 / secs,
+        report.batches,
+    );
+    for (ty, n) in &report.applied {
+        println!("  {ty}: {n}");
+    }
+    if !report.refused.is_empty() {
+        println!("refused {} lines:", report.refused.len());
+        for r in &report.refused {
+            println!("  line {}: {}", r.line, r.reason);
+        }
+    }
+    db.close().await?;
+    Ok(report.refused.len())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ mod goals;
 mod handoffs;
 mod hostile;
 mod http;
+mod import_cli;
 mod imports;
 mod jobs;
 mod leads;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod goals;
 pub mod graphql;
 pub mod http;
+pub mod import;
 pub mod jobs;
 pub mod metrics;
 pub mod pagination;

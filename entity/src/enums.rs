@@ -69,7 +69,7 @@ string_enum!(
 );
 string_enum!(
     /// Which kind of record an external id points at.
-    RecordKind { Account, Lead, Opportunity }
+    RecordKind { Account, Lead, Opportunity, User, Campaign }
 );
 
 impl LeadStage {

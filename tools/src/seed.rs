@@ -159,6 +159,70 @@ where
 
 /// Seeds `opts.leads` leads with everything around them.
 pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<SeedReport> {
+    let report = generate(opts, &mut DbSink { db }).await?;
+    api::metrics::rollups::rebuild(db).await?;
+    api::metrics::cache::bump(db).await?;
+    Ok(report)
+}
+
+/// Where generated rows go: a database ([`seed`]) or an import file
+/// ([`write_jsonl`]). Both get the same rows for the same options.
+trait Sink {
+    async fn base(
+        &mut self,
+        teams: Vec<team::ActiveModel>,
+        users: Vec<user::ActiveModel>,
+        accounts: Vec<account::ActiveModel>,
+        campaigns: Vec<campaign::ActiveModel>,
+    ) -> AppResult<()>;
+    async fn chunk(
+        &mut self,
+        leads: Vec<lead::ActiveModel>,
+        opps: Vec<opportunity::ActiveModel>,
+        changes: Vec<stage_change::ActiveModel>,
+        touches: Vec<touchpoint::ActiveModel>,
+    ) -> AppResult<()>;
+}
+
+struct DbSink<'a> {
+    db: &'a DatabaseConnection,
+}
+
+impl Sink for DbSink<'_> {
+    async fn base(
+        &mut self,
+        teams: Vec<team::ActiveModel>,
+        users: Vec<user::ActiveModel>,
+        accounts: Vec<account::ActiveModel>,
+        campaigns: Vec<campaign::ActiveModel>,
+    ) -> AppResult<()> {
+        insert_chunks(self.db, teams).await?;
+        insert_chunks(self.db, users).await?;
+        insert_chunks(self.db, accounts).await?;
+        insert_chunks(self.db, campaigns).await
+    }
+
+    async fn chunk(
+        &mut self,
+        leads: Vec<lead::ActiveModel>,
+        opps: Vec<opportunity::ActiveModel>,
+        changes: Vec<stage_change::ActiveModel>,
+        touches: Vec<touchpoint::ActiveModel>,
+    ) -> AppResult<()> {
+        // The bulk load writes around the unit of work; the rollups are
+        // rebuilt and the data version raised once it is done.
+        #[allow(clippy::disallowed_methods)]
+        let txn = api::db::begin_write(self.db).await?;
+        insert_chunks(&txn, leads).await?;
+        insert_chunks(&txn, opps).await?;
+        insert_chunks(&txn, changes).await?;
+        insert_chunks(&txn, touches).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+async fn generate(opts: &SeedOptions, sink: &mut impl Sink) -> AppResult<SeedReport> {
     let mut g = Gen {
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
         start: anchor() - Duration::days(HISTORY_DAYS),
@@ -233,8 +297,6 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
     });
     report.teams = teams.len() as u64;
     report.users = users.len() as u64;
-    insert_chunks(db, teams).await?;
-    insert_chunks(db, users).await?;
 
     // Accounts in every segment.
     let n_accounts = (opts.leads / 20).max(20);
@@ -290,7 +352,6 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
         account_refs.push((id, domain));
     }
     report.accounts = accounts.len() as u64;
-    insert_chunks(db, accounts).await?;
 
     // Campaigns of every kind and channel.
     let mut campaigns = Vec::new();
@@ -321,7 +382,7 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
         }
     }
     report.campaigns = campaigns.len() as u64;
-    insert_chunks(db, campaigns).await?;
+    sink.base(teams, users, accounts, campaigns).await?;
 
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(opts.leads);
@@ -552,15 +613,7 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
         report.touchpoints += touches.len() as u64;
         report.stage_changes += changes.len() as u64;
         report.opportunities += opps.len() as u64;
-        // The bulk load writes around the unit of work; the rollups are
-        // rebuilt and the data version raised once it is done.
-        #[allow(clippy::disallowed_methods)]
-        let txn = api::db::begin_write(db).await?;
-        insert_chunks(&txn, leads).await?;
-        insert_chunks(&txn, opps).await?;
-        insert_chunks(&txn, changes).await?;
-        insert_chunks(&txn, touches).await?;
-        txn.commit().await?;
+        sink.chunk(leads, opps, changes, touches).await?;
         done += n;
         if let Some(b) = &bar {
             b.set_position(done);
@@ -569,8 +622,6 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<Seed
     if let Some(b) = bar {
         b.finish();
     }
-    api::metrics::rollups::rebuild(db).await?;
-    api::metrics::cache::bump(db).await?;
     Ok(report)
 }
 
@@ -662,5 +713,281 @@ fn capitalize(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => String::new(),
+    }
+}
+
+/// Writes the dataset [`seed`] would insert as a `lockstep import` file
+/// (docs/import.md), keyed by external ids of the system `seed` (the
+/// generated ids). Teams are left out (users come without one, leads
+/// without a team); everything else — accounts, campaigns, leads with their
+/// histories and touches, opportunities with theirs — is in it.
+pub async fn write_jsonl(
+    out: impl std::io::Write,
+    opts: &SeedOptions,
+) -> Result<SeedReport, api::error::Failure> {
+    let mut sink = JsonlSink {
+        out,
+        emails: std::collections::HashMap::new(),
+        lines: 0,
+    };
+    let report = generate(opts, &mut sink)
+        .await
+        .map_err(api::error::Failure)?;
+    sink.out
+        .flush()
+        .map_err(|e| api::error::Failure(api::error::AppError::internal(e)))?;
+    Ok(report)
+}
+
+/// The system the generated file's external ids are in.
+pub const JSONL_SYSTEM: &str = "seed";
+
+struct JsonlSink<W> {
+    out: W,
+    /// Users' e-mails by id (owners are named by e-mail, actors by external id).
+    emails: std::collections::HashMap<Uuid, String>,
+    lines: u64,
+}
+
+fn model<A>(am: A) -> AppResult<<A::Entity as EntityTrait>::Model>
+where
+    A: ActiveModelTrait + sea_orm::TryIntoModel<<A::Entity as EntityTrait>::Model>,
+{
+    am.try_into_model().map_err(api::error::AppError::internal)
+}
+
+fn money(units: i64) -> String {
+    rust_decimal::Decimal::new(units, entity::money::SCALE)
+        .normalize()
+        .to_string()
+}
+
+fn time(t: DateTime<Utc>) -> serde_json::Value {
+    serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+impl<W: std::io::Write> JsonlSink<W> {
+    fn line(&mut self, mut v: serde_json::Value) -> AppResult<()> {
+        if let Some(obj) = v.as_object_mut() {
+            obj.retain(|_, v| !v.is_null());
+        }
+        serde_json::to_writer(&mut self.out, &v).map_err(api::error::AppError::internal)?;
+        self.out
+            .write_all(b"\n")
+            .map_err(api::error::AppError::internal)?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    fn email(&self, id: Option<Uuid>) -> serde_json::Value {
+        id.and_then(|id| self.emails.get(&id))
+            .map(|e| serde_json::Value::String(e.clone()))
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A record's changes after its creation entry (a lead's CONVERTED
+    /// comes from its opportunity's line).
+    fn history(
+        &mut self,
+        field: &str,
+        id: Uuid,
+        changes: &[&stage_change::Model],
+        lost_reason: Option<&str>,
+    ) -> AppResult<()> {
+        let items: Vec<serde_json::Value> = changes
+            .iter()
+            .filter(|c| c.from_stage.is_some() && c.to_stage != LeadStage::Converted.as_str())
+            .map(|c| {
+                serde_json::json!({
+                    "fromStage": c.from_stage,
+                    "toStage": c.to_stage,
+                    "at": time(c.at),
+                    "reason": c.reason,
+                    "lostReason": (c.to_stage == OpportunityStage::ClosedLost.as_str())
+                        .then_some(lost_reason)
+                        .flatten(),
+                    "actorExternalId": c.actor_user_id.map(|u| u.to_string()),
+                })
+            })
+            .map(|mut v| {
+                if let Some(o) = v.as_object_mut() {
+                    o.retain(|_, v| !v.is_null());
+                }
+                v
+            })
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.line(serde_json::json!({
+            "type": "stage_change",
+            "system": JSONL_SYSTEM,
+            field: id.to_string(),
+            "changes": items,
+        }))
+    }
+
+    fn opportunity(
+        &mut self,
+        o: &opportunity::Model,
+        changes: &[&stage_change::Model],
+    ) -> AppResult<()> {
+        let creator = changes.first().and_then(|c| c.actor_user_id);
+        self.line(serde_json::json!({
+            "type": "opportunity",
+            "system": JSONL_SYSTEM,
+            "externalId": o.id.to_string(),
+            "name": o.name,
+            "accountExternalId": o.account_id.to_string(),
+            "leadExternalId": o.lead_id.map(|l| l.to_string()),
+            "ownerEmail": self.email(o.owner_id),
+            "amount": money(o.amount),
+            "expectedCloseDate": o.expected_close_date.map(|d| d.to_string()),
+            "sourcedBy": o.sourced_by,
+            "createdAt": time(o.created_at),
+            "actorExternalId": creator.map(|u| u.to_string()),
+        }))?;
+        self.history(
+            "opportunityExternalId",
+            o.id,
+            changes,
+            o.lost_reason.as_deref(),
+        )
+    }
+}
+
+impl<W: std::io::Write> Sink for JsonlSink<W> {
+    async fn base(
+        &mut self,
+        _teams: Vec<team::ActiveModel>,
+        users: Vec<user::ActiveModel>,
+        accounts: Vec<account::ActiveModel>,
+        campaigns: Vec<campaign::ActiveModel>,
+    ) -> AppResult<()> {
+        for u in users {
+            let u = model(u)?;
+            self.emails.insert(u.id, u.email.clone());
+            self.line(serde_json::json!({
+                "type": "user",
+                "system": JSONL_SYSTEM,
+                "externalId": u.id.to_string(),
+                "email": u.email,
+                "name": u.name,
+                "role": u.role,
+            }))?;
+        }
+        for a in accounts {
+            let a = model(a)?;
+            self.line(serde_json::json!({
+                "type": "account",
+                "system": JSONL_SYSTEM,
+                "externalId": a.id.to_string(),
+                "name": a.name,
+                "domain": a.domain,
+                "industry": a.industry,
+                "segment": a.segment,
+                "employees": a.employees,
+                "annualRevenue": a.annual_revenue.map(money),
+                "isTarget": a.is_target,
+                "status": a.status,
+                "becameCustomerAt": a.became_customer_at.map(time),
+                "churnedAt": a.churned_at.map(time),
+                "ownerEmail": self.email(a.owner_id),
+                "createdAt": time(a.created_at),
+            }))?;
+        }
+        for c in campaigns {
+            let c = model(c)?;
+            self.line(serde_json::json!({
+                "type": "campaign",
+                "system": JSONL_SYSTEM,
+                "externalId": c.id.to_string(),
+                "name": c.name,
+                "channel": c.channel,
+                "kind": c.kind,
+                "cost": money(c.cost),
+                "startsAt": time(c.starts_at),
+                "endsAt": c.ends_at.map(time),
+            }))?;
+        }
+        Ok(())
+    }
+
+    async fn chunk(
+        &mut self,
+        leads: Vec<lead::ActiveModel>,
+        opps: Vec<opportunity::ActiveModel>,
+        changes: Vec<stage_change::ActiveModel>,
+        touches: Vec<touchpoint::ActiveModel>,
+    ) -> AppResult<()> {
+        use std::collections::HashMap;
+        let changes = changes
+            .into_iter()
+            .map(model)
+            .collect::<AppResult<Vec<_>>>()?;
+        let touches = touches
+            .into_iter()
+            .map(model)
+            .collect::<AppResult<Vec<_>>>()?;
+        let opps = opps.into_iter().map(model).collect::<AppResult<Vec<_>>>()?;
+        let mut by_record: HashMap<Uuid, Vec<&stage_change::Model>> = HashMap::new();
+        for c in &changes {
+            if let Some(id) = c.lead_id.or(c.opportunity_id) {
+                by_record.entry(id).or_default().push(c);
+            }
+        }
+        let mut touches_of: HashMap<Uuid, Vec<&touchpoint::Model>> = HashMap::new();
+        for t in &touches {
+            touches_of.entry(t.lead_id).or_default().push(t);
+        }
+        let opp_of: HashMap<Uuid, &opportunity::Model> = opps
+            .iter()
+            .filter_map(|o| o.lead_id.map(|l| (l, o)))
+            .collect();
+        let none = Vec::new();
+        for l in leads {
+            let l = model(l)?;
+            let history = by_record.get(&l.id).unwrap_or(&none);
+            let creation = history.first();
+            self.line(serde_json::json!({
+                "type": "lead",
+                "system": JSONL_SYSTEM,
+                "externalId": l.id.to_string(),
+                "email": l.email,
+                "firstName": l.first_name,
+                "lastName": l.last_name,
+                "title": l.title,
+                "company": l.company,
+                "accountExternalId": l.account_id.map(|a| a.to_string()),
+                "source": l.source,
+                "campaignExternalId": l.campaign_id.map(|c| c.to_string()),
+                "score": l.score,
+                "ownerEmail": self.email(l.owner_id),
+                "stage": creation.map(|c| c.to_stage.clone()),
+                "createdAt": time(l.created_at),
+                "firstTouchAt": l.first_touch_at.map(time),
+                "reason": creation.and_then(|c| c.reason.clone()),
+                "actorExternalId": creation.and_then(|c| c.actor_user_id).map(|u| u.to_string()),
+            }))?;
+            self.history("leadExternalId", l.id, history, None)?;
+            for t in touches_of.get(&l.id).map(|v| v.as_slice()).unwrap_or(&[]) {
+                self.line(serde_json::json!({
+                    "type": "touchpoint",
+                    "system": JSONL_SYSTEM,
+                    "leadExternalId": l.id.to_string(),
+                    "campaignExternalId": t.campaign_id.to_string(),
+                    "occurredAt": time(t.occurred_at),
+                }))?;
+            }
+            if let Some(o) = opp_of.get(&l.id) {
+                let h = by_record.get(&o.id).unwrap_or(&none);
+                self.opportunity(o, h)?;
+            }
+        }
+        for o in opps.iter().filter(|o| o.lead_id.is_none()) {
+            let h = by_record.get(&o.id).unwrap_or(&none);
+            self.opportunity(o, h)?;
+        }
+        Ok(())
     }
 }

@@ -135,16 +135,58 @@ where
     Ok(loader.load_one(id).await?)
 }
 
-/// The caller as an `Actor`, acting for `actorUserId` when one is given.
+/// The caller as an `Actor`, acting for the user `actorUserId` or
+/// `actorExternalId` names, when one is given.
 pub async fn acting(
     ctx: &Context<'_>,
     caller: &Caller,
     actor_user_id: Option<&async_graphql::ID>,
+    actor_external_id: Option<&crate::graphql::inputs::ExternalIdInput>,
 ) -> AppResult<crate::records::stage_changes::Actor> {
-    let user = actor_user_id
-        .map(|u| parse_id(u, "actorUserId"))
-        .transpose()?;
+    let user = actor_user(ctx, caller, actor_user_id, actor_external_id).await?;
     crate::records::stage_changes::Actor::from(caller)
         .acting_as(db(ctx)?, user)
         .await
+}
+
+/// The user `actorUserId` or `actorExternalId` names (not both; see
+/// `Actor::named_user`).
+pub async fn actor_user(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    actor_user_id: Option<&async_graphql::ID>,
+    actor_external_id: Option<&crate::graphql::inputs::ExternalIdInput>,
+) -> AppResult<Option<uuid::Uuid>> {
+    let user = actor_user_id
+        .map(|u| parse_id(u, "actorUserId"))
+        .transpose()?;
+    let external = actor_external_id
+        .map(|e| crate::records::external_ids::ExternalRef::normalized(&e.system, &e.id))
+        .transpose()?;
+    crate::records::stage_changes::Actor::from(caller)
+        .named_user(db(ctx)?, user, external.as_ref())
+        .await
+}
+
+/// `actorUserId` set to the user `actorUserId` or `actorExternalId` names
+/// (the input keeps one id for the services).
+pub async fn resolve_actor(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    actor_user_id: &mut Option<async_graphql::ID>,
+    actor_external_id: &mut Option<crate::graphql::inputs::ExternalIdInput>,
+) -> AppResult<()> {
+    if actor_external_id.is_none() {
+        return Ok(());
+    }
+    let user = actor_user(
+        ctx,
+        caller,
+        actor_user_id.as_ref(),
+        actor_external_id.as_ref(),
+    )
+    .await?;
+    *actor_user_id = user.map(|u| async_graphql::ID(u.to_string()));
+    *actor_external_id = None;
+    Ok(())
 }

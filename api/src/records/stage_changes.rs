@@ -61,6 +61,39 @@ impl Actor {
     }
 }
 
+impl Actor {
+    /// The user an import names as having made a change: by Lockstep id
+    /// (`actorUserId`) or by an external id of the user (`actorExternalId`),
+    /// not both (BAD_USER_INPUT). ADMIN and INTEGRATION callers only
+    /// (FORBIDDEN); an external id no user has is NOT_FOUND. The id is
+    /// checked by [`Actor::acting_as`].
+    pub async fn named_user(
+        &self,
+        db: &impl ConnectionTrait,
+        user_id: Option<Uuid>,
+        external: Option<&crate::records::external_ids::ExternalRef>,
+    ) -> AppResult<Option<Uuid>> {
+        let Some(key) = external else {
+            return Ok(user_id);
+        };
+        if user_id.is_some() {
+            return Err(AppError::bad_input(
+                "actorExternalId",
+                "give one of `actorUserId` and `actorExternalId`, not both",
+            ));
+        }
+        if !self.may_backfill {
+            return Err(AppError::forbidden(
+                "only ADMIN and INTEGRATION callers may give `actorExternalId`",
+            ));
+        }
+        crate::records::external_ids::lookup(db, entity::enums::RecordKind::User, key)
+            .await?
+            .map(Some)
+            .ok_or_else(|| AppError::not_found("actorExternalId: user"))
+    }
+}
+
 impl From<&crate::auth::Caller> for Actor {
     fn from(c: &crate::auth::Caller) -> Self {
         Actor {

@@ -3,7 +3,7 @@
 use crate::error::{AppError, AppResult};
 use crate::pagination::{KeyFn, Ordering, Page, PageRequest, SortKey, paginate};
 use crate::records::common::{TimeRange, now, required_text, search_condition};
-use crate::uow;
+use crate::uow::{self, Work};
 use chrono::{DateTime, Utc};
 use entity::campaign::{self, Entity as Campaign};
 use entity::enums::{CampaignKind, Channel};
@@ -107,6 +107,16 @@ pub struct NewCampaign {
 
 /// Creates a campaign (its own unit of work).
 pub async fn create(db: &DatabaseConnection, input: NewCampaign) -> AppResult<campaign::Model> {
+    let input = &input;
+    uow::run(db, |mut w| async move {
+        let created = create_in(&mut w, input.clone()).await?;
+        w.commit(created).await
+    })
+    .await
+}
+
+/// Creates a campaign in the caller's unit of work.
+pub async fn create_in(w: &mut Work, input: NewCampaign) -> AppResult<campaign::Model> {
     crate::records::common::check_summed_amount(input.cost, "cost")?;
     if let Some(end) = input.ends_at
         && end < input.starts_at
@@ -126,10 +136,5 @@ pub async fn create(db: &DatabaseConnection, input: NewCampaign) -> AppResult<ca
         ends_at: Set(input.ends_at),
         created_at: Set(now()),
     };
-    let am = &am;
-    uow::run(db, |mut w| async move {
-        let created = w.insert(am.clone()).await?;
-        w.commit(created).await
-    })
-    .await
+    w.insert(am).await
 }

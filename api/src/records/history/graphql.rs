@@ -4,6 +4,8 @@ use super::service::{self, ImportedChange};
 use crate::auth::RECORD_WRITERS;
 use crate::error::AppError;
 use crate::graphql::context::{db, parse_id, require};
+use crate::graphql::inputs::ExternalIdInput;
+use crate::records::external_ids::ExternalRef;
 use crate::records::leads::graphql::Lead;
 use crate::records::opportunities::graphql::Opportunity;
 use crate::records::stage_changes::{Actor, Subject};
@@ -25,6 +27,8 @@ pub struct ImportedStageChangeInput {
     pub lost_reason: Option<String>,
     /// The user who made the change in the source system.
     pub actor_user_id: Option<ID>,
+    /// The same user by one of its external ids, instead of `actorUserId`.
+    pub actor_external_id: Option<ExternalIdInput>,
 }
 
 /// The result of `importStageHistory`: the record as the history left it.
@@ -66,24 +70,39 @@ impl HistoryMutation {
                 .into());
             }
         };
-        let changes = changes
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                Ok(ImportedChange {
-                    from: c.from_stage,
-                    to: c.to_stage,
-                    at: c.at,
-                    reason: c.reason,
-                    lost_reason: c.lost_reason,
-                    actor_user_id: c
-                        .actor_user_id
-                        .as_ref()
-                        .map(|u| parse_id(u, &format!("changes[{i}].actorUserId")))
-                        .transpose()?,
-                })
-            })
-            .collect::<Result<Vec<_>, AppError>>()?;
+        let mut imported = Vec::with_capacity(changes.len());
+        for (i, c) in changes.into_iter().enumerate() {
+            let user = c
+                .actor_user_id
+                .as_ref()
+                .map(|u| parse_id(u, &format!("changes[{i}].actorUserId")))
+                .transpose()?;
+            let external = c
+                .actor_external_id
+                .as_ref()
+                .map(|e| ExternalRef::normalized(&e.system, &e.id))
+                .transpose()?;
+            let actor_user_id = actor
+                .named_user(db(ctx)?, user, external.as_ref())
+                .await
+                .map_err(|e| match e {
+                    AppError::BadInput { message, .. } => AppError::BadInput {
+                        field: Some(format!("changes[{i}].actorExternalId")),
+                        message: format!("changes[{i}]: {message}"),
+                    },
+                    AppError::NotFound(what) => AppError::NotFound(format!("changes[{i}]: {what}")),
+                    other => other,
+                })?;
+            imported.push(ImportedChange {
+                from: c.from_stage,
+                to: c.to_stage,
+                at: c.at,
+                reason: c.reason,
+                lost_reason: c.lost_reason,
+                actor_user_id,
+            });
+        }
+        let changes = imported;
         let db = db(ctx)?;
         let imported = service::import(db, &actor, subject, changes).await?;
         let (lead, opportunity) = match subject {

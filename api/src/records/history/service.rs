@@ -3,7 +3,7 @@
 
 use crate::error::{AppError, AppResult};
 use crate::records::stage_changes::{Actor, Subject};
-use crate::uow;
+use crate::uow::{self, Work};
 use chrono::{DateTime, Utc};
 use entity::enums::{LeadStage, OpportunityStage};
 use sea_orm::DatabaseConnection;
@@ -73,6 +73,22 @@ pub async fn import(
     }
     let changes = &changes;
     uow::run(db, |mut w| async move {
+        import_in(&mut w, actor, subject, changes).await?;
+        w.commit(changes.len()).await
+    })
+    .await
+}
+
+/// [`import`] in the caller's unit (the checks of the chain, without the
+/// caller's role nor the size limit): `lockstep import` runs a record's
+/// history this way inside its batch.
+pub async fn import_in(
+    w: &mut Work,
+    actor: &Actor,
+    subject: Subject,
+    changes: &[ImportedChange],
+) -> AppResult<()> {
+    {
         for (i, c) in changes.iter().enumerate() {
             let acting = actor
                 .acting_as(w.db(), c.actor_user_id)
@@ -96,7 +112,7 @@ pub async fn import(
                         check_from(c, &current.stage.as_str())?;
                         drop(current);
                         crate::records::leads::service::change_stage_in(
-                            &mut w,
+                            w,
                             &acting,
                             id,
                             to,
@@ -115,7 +131,7 @@ pub async fn import(
                         check_from(c, &current.stage.as_str())?;
                         drop(current);
                         crate::records::opportunities::service::change_stage_in(
-                            &mut w,
+                            w,
                             &acting,
                             id,
                             to,
@@ -130,9 +146,8 @@ pub async fn import(
             };
             step.await.map_err(at_change(i))?;
         }
-        w.commit(changes.len()).await
-    })
-    .await
+    }
+    Ok(())
 }
 
 fn check_from(c: &ImportedChange, current: &str) -> AppResult<()> {

@@ -2,7 +2,7 @@ use super::service::{self, Conversion, LeadFields, LeadFilter, LeadOrder, Search
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
-use crate::graphql::context::acting;
+use crate::graphql::context::{acting, resolve_actor};
 use crate::graphql::context::{
     caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require,
     settings,
@@ -385,6 +385,9 @@ pub struct LeadInput {
     /// recorded on its creation entry (on upsert, on the stage change).
     /// ADMIN and INTEGRATION only.
     pub actor_user_id: Option<ID>,
+    /// Imports: the user who made it in the source system by one of its
+    /// external ids, instead of `actorUserId` (ADMIN and INTEGRATION only).
+    pub actor_external_id: Option<ExternalIdInput>,
 }
 
 impl LeadInput {
@@ -465,6 +468,14 @@ pub struct LeadsMutation;
 impl LeadsMutation {
     async fn create_lead(&self, ctx: &Context<'_>, input: LeadInput) -> Result<Lead> {
         let caller = require(ctx, RECORD_WRITERS, "create leads")?;
+        let mut input = input;
+        resolve_actor(
+            ctx,
+            caller,
+            &mut input.actor_user_id,
+            &mut input.actor_external_id,
+        )
+        .await?;
         let (fields, refs) = input.into_fields()?;
         Ok(Lead(
             service::create(db(ctx)?, &Actor::from(caller), fields, refs).await?,
@@ -481,10 +492,21 @@ impl LeadsMutation {
             )
             .into());
         }
-        let batch = inputs
-            .into_iter()
-            .map(LeadInput::into_fields)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut batch = Vec::with_capacity(inputs.len());
+        for (i, mut input) in inputs.into_iter().enumerate() {
+            resolve_actor(
+                ctx,
+                caller,
+                &mut input.actor_user_id,
+                &mut input.actor_external_id,
+            )
+            .await
+            .map_err(|e| match e {
+                AppError::NotFound(what) => AppError::NotFound(format!("inputs[{i}]: {what}")),
+                other => other,
+            })?;
+            batch.push(input.into_fields()?);
+        }
         let created = service::create_many(db(ctx)?, &Actor::from(caller), batch).await?;
         Ok(created.into_iter().map(Lead).collect())
     }
@@ -492,6 +514,14 @@ impl LeadsMutation {
     /// Updates a lead's fields (its stage changes through `changeLeadStage`).
     async fn update_lead(&self, ctx: &Context<'_>, id: ID, input: LeadInput) -> Result<Lead> {
         let caller = require(ctx, RECORD_WRITERS, "update leads")?;
+        let mut input = input;
+        resolve_actor(
+            ctx,
+            caller,
+            &mut input.actor_user_id,
+            &mut input.actor_external_id,
+        )
+        .await?;
         let (fields, refs) = input.into_fields()?;
         if fields.stage.is_some() {
             return Err(
@@ -509,6 +539,7 @@ impl LeadsMutation {
     }
 
     /// Moves a lead to another stage, recording when, who and why.
+    #[allow(clippy::too_many_arguments)] // one per GraphQL argument
     async fn change_lead_stage(
         &self,
         ctx: &Context<'_>,
@@ -521,9 +552,19 @@ impl LeadsMutation {
             desc = "Imports: the user who made the change in the source system (ADMIN and INTEGRATION only)"
         )]
         actor_user_id: Option<ID>,
+        #[graphql(
+            desc = "Imports: the user who made the change, by one of its external ids, instead of `actorUserId` (ADMIN and INTEGRATION only)"
+        )]
+        actor_external_id: Option<ExternalIdInput>,
     ) -> Result<Lead> {
         let caller = require(ctx, RECORD_WRITERS, "change lead stages")?;
-        let actor = acting(ctx, caller, actor_user_id.as_ref()).await?;
+        let actor = acting(
+            ctx,
+            caller,
+            actor_user_id.as_ref(),
+            actor_external_id.as_ref(),
+        )
+        .await?;
         let lead =
             service::change_stage(db(ctx)?, &actor, parse_id(&id, "id")?, to, reason, at).await?;
         Ok(Lead(lead))
@@ -531,6 +572,7 @@ impl LeadsMutation {
 
     /// Creates an opportunity from a lead, links them, and moves the lead to
     /// CONVERTED — in one transaction.
+    #[allow(clippy::too_many_arguments)] // one per GraphQL argument
     async fn convert_lead(
         &self,
         ctx: &Context<'_>,
@@ -545,9 +587,19 @@ impl LeadsMutation {
             desc = "Imports: the user who converted the lead in the source system (ADMIN and INTEGRATION only)"
         )]
         actor_user_id: Option<ID>,
+        #[graphql(
+            desc = "Imports: the user who converted the lead, by one of its external ids, instead of `actorUserId` (ADMIN and INTEGRATION only)"
+        )]
+        actor_external_id: Option<ExternalIdInput>,
     ) -> Result<ConvertLeadPayload> {
         let caller = require(ctx, RECORD_WRITERS, "convert leads")?;
-        let actor = acting(ctx, caller, actor_user_id.as_ref()).await?;
+        let actor = acting(
+            ctx,
+            caller,
+            actor_user_id.as_ref(),
+            actor_external_id.as_ref(),
+        )
+        .await?;
         let external_ids = opportunity
             .external_ids
             .unwrap_or_default()
@@ -595,6 +647,14 @@ impl LeadsMutation {
     ) -> Result<Lead> {
         let caller = require(ctx, RECORD_WRITERS, "upsert leads")?;
         let key = ExternalRef::normalized(&external_id.system, &external_id.id)?;
+        let mut input = input;
+        resolve_actor(
+            ctx,
+            caller,
+            &mut input.actor_user_id,
+            &mut input.actor_external_id,
+        )
+        .await?;
         let (fields, _) = input.into_fields()?;
         Ok(Lead(
             service::upsert(db(ctx)?, &Actor::from(caller), key, fields).await?,

@@ -288,7 +288,7 @@ fn note_entry(am: &mut lead::ActiveModel, to: LeadStage, at: DateTime<Utc>) {
 
 /// The account a new lead belongs to: the one given, or the account whose
 /// domain is the e-mail's (public mail domains never match).
-async fn account_of_new(w: &Work, fields: &LeadFields) -> AppResult<Option<Uuid>> {
+pub(crate) async fn account_of_new(w: &Work, fields: &LeadFields) -> AppResult<Option<Uuid>> {
     if let Some(id) = fields.account_id {
         return Ok(id);
     }

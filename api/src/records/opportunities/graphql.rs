@@ -262,6 +262,9 @@ pub struct OpportunityInput {
     /// recorded on its stage history (on upsert, on the change it records).
     /// ADMIN and INTEGRATION only.
     pub actor_user_id: Option<ID>,
+    /// Imports: the user who made it in the source system by one of its
+    /// external ids, instead of `actorUserId` (ADMIN and INTEGRATION only).
+    pub actor_external_id: Option<ExternalIdInput>,
 }
 
 impl OpportunityInput {
@@ -333,7 +336,13 @@ impl OpportunitiesMutation {
         input: OpportunityInput,
     ) -> Result<Opportunity> {
         let caller = require(ctx, RECORD_WRITERS, "create opportunities")?;
-        let actor = acting(ctx, caller, input.actor_user_id.as_ref()).await?;
+        let actor = acting(
+            ctx,
+            caller,
+            input.actor_user_id.as_ref(),
+            input.actor_external_id.as_ref(),
+        )
+        .await?;
         let (new, initial, refs) = input.into_parts(&settings(ctx)?.currency)?;
         Ok(Opportunity(
             service::create(db(ctx)?, &actor, new, initial, refs).await?,
@@ -390,9 +399,19 @@ impl OpportunitiesMutation {
             desc = "Imports: the user who made the change in the source system (ADMIN and INTEGRATION only)"
         )]
         actor_user_id: Option<ID>,
+        #[graphql(
+            desc = "Imports: the user who made the change, by one of its external ids, instead of `actorUserId` (ADMIN and INTEGRATION only)"
+        )]
+        actor_external_id: Option<ExternalIdInput>,
     ) -> Result<Opportunity> {
         let caller = require(ctx, RECORD_WRITERS, "change opportunity stages")?;
-        let actor = acting(ctx, caller, actor_user_id.as_ref()).await?;
+        let actor = acting(
+            ctx,
+            caller,
+            actor_user_id.as_ref(),
+            actor_external_id.as_ref(),
+        )
+        .await?;
         let opp = service::change_stage(
             db(ctx)?,
             &actor,
@@ -415,7 +434,13 @@ impl OpportunitiesMutation {
     ) -> Result<Opportunity> {
         let caller = require(ctx, RECORD_WRITERS, "upsert opportunities")?;
         let key = ExternalRef::normalized(&external_id.system, &external_id.id)?;
-        let actor = acting(ctx, caller, input.actor_user_id.as_ref()).await?;
+        let actor = acting(
+            ctx,
+            caller,
+            input.actor_user_id.as_ref(),
+            input.actor_external_id.as_ref(),
+        )
+        .await?;
         let (new, initial, _) = input.into_parts(&settings(ctx)?.currency)?;
         Ok(Opportunity(
             service::upsert(db(ctx)?, &actor, key, new, initial).await?,

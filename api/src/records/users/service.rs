@@ -122,8 +122,18 @@ pub struct NewUser {
 
 /// Creates a user (its own unit of work).
 pub async fn create(db: &DatabaseConnection, input: NewUser) -> AppResult<user::Model> {
+    let input = &input;
+    uow::run(db, |mut w| async move {
+        let created = create_in(&mut w, input.clone()).await?;
+        w.commit(created).await
+    })
+    .await
+}
+
+/// Creates a user in the caller's unit of work.
+pub async fn create_in(w: &mut Work, input: NewUser) -> AppResult<user::Model> {
     if let Some(team) = input.team_id {
-        crate::records::teams::service::get(db, team).await?;
+        crate::records::teams::service::get(w.db(), team).await?;
     }
     let at = now();
     let am = user::ActiveModel {
@@ -136,12 +146,18 @@ pub async fn create(db: &DatabaseConnection, input: NewUser) -> AppResult<user::
         created_at: Set(at),
         updated_at: Set(at),
     };
-    let am = &am;
-    uow::run(db, |mut w| async move {
-        let created = w.insert(am.clone()).await?;
-        w.commit(created).await
-    })
-    .await
+    w.insert(am).await
+}
+
+/// The user with this e-mail (compared lower-case), if any.
+pub async fn find_by_email(
+    db: &impl ConnectionTrait,
+    email: &str,
+) -> AppResult<Option<user::Model>> {
+    Ok(User::find()
+        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
+        .one(db)
+        .await?)
 }
 
 #[derive(Debug, Clone, Default)]
