@@ -825,11 +825,26 @@ db_test!(alignment_warnings, |app| async move {
 });
 
 /// Runs `query` as ADMIN: the statements it issued and its data.
+/// The statements `query` issues, and its data: the fewest of three runs.
+///
+/// A DataLoader hands a batch's results to its waiters one by one; on a busy
+/// machine the request can go on with some of them and start the next
+/// level's batch before the rest arrive, which then takes a second batch.
+/// That noise only ever adds statements: a query whose statements grow with
+/// the page size grows in every run. Each run carries its own comment, so no
+/// run is answered from the metric cache.
 async fn counted(app: &TestApp, query: &str, vars: Value) -> (u64, Value) {
-    let before = app.statements();
-    let resp = app.admin(query, vars).await;
-    let n = app.statements() - before;
-    (n, data(&resp).clone())
+    let mut fewest = u64::MAX;
+    let mut first = Value::Null;
+    for run in 0..3 {
+        let before = app.statements();
+        let resp = app.admin(&format!("{query}\n# run {run}"), vars.clone()).await;
+        fewest = fewest.min(app.statements() - before);
+        if run == 0 {
+            first = data(&resp).clone();
+        }
+    }
+    (fewest, first)
 }
 
 const GOAL_FIELDS: &str = "id name actual attainment remaining pace { expected status } series(interval: MONTH) { start actual attainment } versions { version }";
