@@ -17,6 +17,11 @@
 //!   is kept; a stage change already in a record's history (same stage and
 //!   time) and a touch already recorded (same lead, campaign and time) are
 //!   skipped. A rerun after a crash (even SIGKILL) leaves every record once.
+//! - **Few statements per line.** Each attempt of a batch reads the external
+//!   ids its lines name in one statement per record kind, and the touches
+//!   and stage histories of the records it touches in one statement per
+//!   kind of line, and keeps what it read (with its own writes) in a
+//!   [`Memo`]; a line then costs little more than its own writes.
 
 use crate::error::{AppError, AppResult};
 use crate::records::accounts::graphql::AccountInput;
@@ -37,9 +42,10 @@ use entity::enums::{LeadStage, RecordKind, Role};
 use entity::{stage_change, touchpoint};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QuerySelect,
 };
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::sync::Mutex;
 use uuid::Uuid;
@@ -211,6 +217,7 @@ pub async fn run(
             may_backfill: true,
         },
         currency: opts.currency.to_uppercase(),
+        memo: Mutex::default(),
     };
     let mut report = ImportReport::default();
     let mut batch = Vec::with_capacity(batch_size);
@@ -262,7 +269,256 @@ pub async fn analyze(db: &DatabaseConnection) -> AppResult<()> {
 struct Cx {
     actor: Actor,
     currency: String,
+    memo: Mutex<Memo>,
 }
+
+/// What the current attempt of a batch has read, kept with its own writes:
+/// external ids (present or not), users by e-mail, and the touches and stage
+/// histories of the records it touches (a record with an entry here is known
+/// whole). Cleared when an attempt starts: its transaction starts over.
+#[derive(Default)]
+struct Memo {
+    ids: HashMap<(RecordKind, String, String), Option<Uuid>>,
+    emails: HashMap<String, Option<Uuid>>,
+    /// Lead → (campaign, time) of its touches.
+    touches: HashMap<Uuid, HashSet<(Uuid, DateTime<Utc>)>>,
+    /// Lead or opportunity → (stage, time) of its history entries.
+    histories: HashMap<Uuid, HashSet<(String, DateTime<Utc>)>>,
+}
+
+/// Ids per statement when the memo reads many at once.
+const READ_CHUNK: usize = 500;
+
+/// The external-id fields of a line of each kind, and what they name.
+fn reference_fields(kind: Kind) -> &'static [(&'static str, RecordKind)] {
+    use RecordKind as R;
+    match kind {
+        Kind::User => &[("externalId", R::User)],
+        Kind::Account => &[("externalId", R::Account), ("ownerExternalId", R::User)],
+        Kind::Campaign => &[("externalId", R::Campaign)],
+        Kind::Lead => &[
+            ("externalId", R::Lead),
+            ("accountExternalId", R::Account),
+            ("campaignExternalId", R::Campaign),
+            ("ownerExternalId", R::User),
+            ("actorExternalId", R::User),
+        ],
+        Kind::LeadHistory => &[("leadExternalId", R::Lead)],
+        Kind::Touchpoint => &[
+            ("leadExternalId", R::Lead),
+            ("campaignExternalId", R::Campaign),
+        ],
+        Kind::Opportunity => &[
+            ("externalId", R::Opportunity),
+            ("leadExternalId", R::Lead),
+            ("accountExternalId", R::Account),
+            ("ownerExternalId", R::User),
+            ("actorExternalId", R::User),
+        ],
+        Kind::OpportunityHistory => &[("opportunityExternalId", R::Opportunity)],
+    }
+}
+
+impl Cx {
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        // The memo is only a cache of this attempt: a poisoned one is still consistent.
+        self.memo.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn memo_key(kind: RecordKind, key: &ExternalRef) -> (RecordKind, String, String) {
+        (kind, key.system.clone(), key.id.clone())
+    }
+
+    /// The record `key` maps to, from the memo or else the database.
+    async fn id(
+        &self,
+        db: &impl ConnectionTrait,
+        kind: RecordKind,
+        key: &ExternalRef,
+    ) -> AppResult<Option<Uuid>> {
+        let k = Self::memo_key(kind, key);
+        let hit = self.memo().ids.get(&k).copied();
+        if let Some(found) = hit {
+            return Ok(found);
+        }
+        let found = external_ids::lookup(db, kind, key).await?;
+        self.memo().ids.insert(k, found);
+        Ok(found)
+    }
+
+    /// `key` now maps to `id` (this attempt linked it).
+    fn linked(&self, kind: RecordKind, key: &ExternalRef, id: Uuid) {
+        self.memo().ids.insert(Self::memo_key(kind, key), Some(id));
+    }
+
+    /// `key` may have been linked by a service: read it again when asked.
+    fn forget(&self, kind: RecordKind, key: &ExternalRef) {
+        self.memo().ids.remove(&Self::memo_key(kind, key));
+    }
+
+    async fn user_by_email(
+        &self,
+        db: &impl ConnectionTrait,
+        email: &str,
+    ) -> AppResult<Option<Uuid>> {
+        let hit = self.memo().emails.get(email).copied();
+        if let Some(found) = hit {
+            return Ok(found);
+        }
+        let found = users::find_by_email(db, email).await?.map(|u| u.id);
+        self.memo().emails.insert(email.to_owned(), found);
+        Ok(found)
+    }
+
+    /// Reads every external id the batch's lines name: one statement per
+    /// record kind (and per [`READ_CHUNK`] ids).
+    async fn read_ids(&self, db: &impl ConnectionTrait, lines: &[Line]) -> AppResult<()> {
+        let mut wanted: HashMap<RecordKind, HashSet<ExternalRefKey>> = HashMap::new();
+        for line in lines {
+            for (field, kind) in reference_fields(line.kind) {
+                if let Ok(Some(id)) = opt_external(&line.data, field)
+                    && let Ok(key) = ExternalRef::normalized(&line.system, &id)
+                {
+                    wanted.entry(*kind).or_default().insert((key.system, key.id));
+                }
+            }
+        }
+        for (kind, keys) in wanted {
+            let ids: Vec<&str> = {
+                let distinct: HashSet<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
+                distinct.into_iter().collect()
+            };
+            let mut found: HashMap<ExternalRefKey, Uuid> = HashMap::new();
+            for chunk in ids.chunks(READ_CHUNK) {
+                let rows: Vec<(String, String, Uuid)> = entity::external_id::Entity::find()
+                    .select_only()
+                    .column(entity::external_id::Column::System)
+                    .column(entity::external_id::Column::ExternalId)
+                    .column(entity::external_id::Column::RecordId)
+                    .filter(entity::external_id::Column::RecordKind.eq(kind))
+                    .filter(entity::external_id::Column::ExternalId.is_in(chunk.iter().copied()))
+                    .into_tuple()
+                    .all(db)
+                    .await?;
+                found.extend(rows.into_iter().map(|(s, i, r)| ((s, i), r)));
+            }
+            let mut memo = self.memo();
+            for key in keys {
+                let record = found.get(&key).copied();
+                memo.ids.insert((kind, key.0, key.1), record);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the touches of every lead the batch's touchpoint lines name
+    /// that exists by now (one statement per [`READ_CHUNK`] leads).
+    async fn read_touches(&self, db: &impl ConnectionTrait, lines: &[Line]) -> AppResult<()> {
+        let mut leads = Vec::new();
+        for line in lines.iter().filter(|l| l.kind == Kind::Touchpoint) {
+            if let Some(id) = self.existing(db, line, "leadExternalId", RecordKind::Lead).await? {
+                leads.push(id);
+            }
+        }
+        leads.sort_unstable();
+        leads.dedup();
+        for chunk in leads.chunks(READ_CHUNK) {
+            let rows: Vec<(Uuid, Uuid, DateTime<Utc>)> = touchpoint::Entity::find()
+                .select_only()
+                .column(touchpoint::Column::LeadId)
+                .column(touchpoint::Column::CampaignId)
+                .column(touchpoint::Column::OccurredAt)
+                .filter(touchpoint::Column::LeadId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(db)
+                .await?;
+            let mut memo = self.memo();
+            for lead in chunk {
+                memo.touches.entry(*lead).or_default();
+            }
+            for (lead, campaign, at) in rows {
+                memo.touches.entry(lead).or_default().insert((campaign, at));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the stage histories of every record the batch's history lines
+    /// of `kind` name that exists by now (creation entries included).
+    async fn read_histories(
+        &self,
+        db: &impl ConnectionTrait,
+        lines: &[Line],
+        kind: Kind,
+    ) -> AppResult<()> {
+        let (field, record) = match kind {
+            Kind::LeadHistory => ("leadExternalId", RecordKind::Lead),
+            _ => ("opportunityExternalId", RecordKind::Opportunity),
+        };
+        let mut ids = Vec::new();
+        for line in lines.iter().filter(|l| l.kind == kind) {
+            if let Some(id) = self.existing(db, line, field, record).await? {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(READ_CHUNK) {
+            let column = if kind == Kind::LeadHistory {
+                stage_change::Column::LeadId
+            } else {
+                stage_change::Column::OpportunityId
+            };
+            let rows: Vec<(Option<Uuid>, Option<Uuid>, String, DateTime<Utc>)> =
+                stage_change::Entity::find()
+                    .select_only()
+                    .column(stage_change::Column::LeadId)
+                    .column(stage_change::Column::OpportunityId)
+                    .column(stage_change::Column::ToStage)
+                    .column(stage_change::Column::At)
+                    .filter(column.is_in(chunk.iter().copied()))
+                    .into_tuple()
+                    .all(db)
+                    .await?;
+            let mut memo = self.memo();
+            for id in chunk {
+                memo.histories.entry(*id).or_default();
+            }
+            for (lead, opportunity, to, at) in rows {
+                let owner = if kind == Kind::LeadHistory {
+                    lead
+                } else {
+                    opportunity
+                };
+                if let Some(id) = owner {
+                    memo.histories.entry(id).or_default().insert((to, at));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The record an external-id field of a line maps to, if it is there
+    /// yet (an invalid id is left to the line itself to report).
+    async fn existing(
+        &self,
+        db: &impl ConnectionTrait,
+        line: &Line,
+        field: &str,
+        kind: RecordKind,
+    ) -> AppResult<Option<Uuid>> {
+        let Ok(Some(id)) = opt_external(&line.data, field) else {
+            return Ok(None);
+        };
+        let Ok(key) = ExternalRef::normalized(&line.system, &id) else {
+            return Ok(None);
+        };
+        self.id(db, kind, &key).await
+    }
+}
+
+/// `(system, id)` of an external id.
+type ExternalRefKey = (String, String);
 
 /// Applies a batch in one unit; a failing line is refused and the batch
 /// runs again without it.
@@ -337,26 +593,40 @@ async fn apply_all(
     if let Ok(mut f) = failed.lock() {
         *f = None;
     }
+    *cx.memo() = Memo::default();
+    cx.read_ids(w.db(), lines).await?;
     let mut order: Vec<usize> = (0..lines.len()).collect();
     order.sort_by_key(|&i| (lines[i].kind, i));
     // Existing accounts the batch updates.
     let mut ids = Vec::new();
     for line in lines.iter().filter(|l| l.kind == Kind::Account) {
-        if let Some(id) = existing(w, line, "externalId", RecordKind::Account).await? {
+        if let Some(id) = cx.existing(w.db(), line, "externalId", RecordKind::Account).await? {
             ids.push(id);
         }
     }
     w.lock_accounts(&ids, AccountLock::Update).await?;
     let (mut records_locked, mut opportunities_locked) = (false, false);
+    let mut read: Option<Kind> = None;
     for i in order {
         let line = &lines[i];
         if line.kind >= Kind::Lead && !records_locked {
-            lock_records(w, lines).await?;
+            lock_records(w, cx, lines).await?;
             records_locked = true;
         }
         if line.kind >= Kind::Opportunity && !opportunities_locked {
-            lock_opportunities(w, lines).await?;
+            lock_opportunities(w, cx, lines).await?;
             opportunities_locked = true;
+        }
+        // A kind's touches or histories, once the lines before it have run.
+        if read != Some(line.kind) {
+            read = Some(line.kind);
+            match line.kind {
+                Kind::Touchpoint => cx.read_touches(w.db(), lines).await?,
+                Kind::LeadHistory | Kind::OpportunityHistory => {
+                    cx.read_histories(w.db(), lines, line.kind).await?
+                }
+                _ => {}
+            }
         }
         if let Err(e) = apply_line(w, cx, line).await {
             if let Ok(mut f) = failed.lock() {
@@ -368,27 +638,17 @@ async fn apply_all(
     Ok(())
 }
 
-/// The record an external-id field of a line maps to, if it is there yet
-/// (an invalid id is left to the line itself to report).
-async fn existing(w: &Work, line: &Line, field: &str, kind: RecordKind) -> AppResult<Option<Uuid>> {
-    let Ok(Some(id)) = opt_external(&line.data, field) else {
-        return Ok(None);
-    };
-    let Ok(key) = ExternalRef::normalized(&line.system, &id) else {
-        return Ok(None);
-    };
-    external_ids::lookup(w.db(), kind, &key).await
-}
-
 /// Before the leads: every account the batch's leads and opportunities
 /// refer to (in one statement), then every existing lead it touches.
-async fn lock_records(w: &mut Work, lines: &[Line]) -> AppResult<()> {
+async fn lock_records(w: &mut Work, cx: &Cx, lines: &[Line]) -> AppResult<()> {
     let mut accounts = Vec::new();
     let mut lead_ids = Vec::new();
     for line in lines {
         match line.kind {
             Kind::Lead | Kind::Opportunity => {
-                if let Some(a) = existing(w, line, "accountExternalId", RecordKind::Account).await?
+                if let Some(a) = cx
+                    .existing(w.db(), line, "accountExternalId", RecordKind::Account)
+                    .await?
                 {
                     accounts.push(a);
                 }
@@ -397,7 +657,7 @@ async fn lock_records(w: &mut Work, lines: &[Line]) -> AppResult<()> {
         }
         match line.kind {
             Kind::Lead => {
-                match existing(w, line, "externalId", RecordKind::Lead).await? {
+                match cx.existing(w.db(), line, "externalId", RecordKind::Lead).await? {
                     Some(id) => lead_ids.push(id),
                     None if !line.data.contains_key("accountExternalId") => {
                         // A new lead's account by its e-mail's domain.
@@ -415,7 +675,10 @@ async fn lock_records(w: &mut Work, lines: &[Line]) -> AppResult<()> {
                 }
             }
             Kind::LeadHistory | Kind::Touchpoint | Kind::Opportunity => {
-                if let Some(id) = existing(w, line, "leadExternalId", RecordKind::Lead).await? {
+                if let Some(id) = cx
+                    .existing(w.db(), line, "leadExternalId", RecordKind::Lead)
+                    .await?
+                {
                     lead_ids.push(id);
                     if line.kind == Kind::Opportunity
                         && let Ok(lead) = leads::get(w.db(), id).await
@@ -435,7 +698,7 @@ async fn lock_records(w: &mut Work, lines: &[Line]) -> AppResult<()> {
 
 /// Before the opportunities: every existing opportunity the batch touches
 /// (with the leads converted into them), in one statement.
-async fn lock_opportunities(w: &mut Work, lines: &[Line]) -> AppResult<()> {
+async fn lock_opportunities(w: &mut Work, cx: &Cx, lines: &[Line]) -> AppResult<()> {
     let mut ids = Vec::new();
     for line in lines {
         let field = match line.kind {
@@ -443,7 +706,10 @@ async fn lock_opportunities(w: &mut Work, lines: &[Line]) -> AppResult<()> {
             Kind::OpportunityHistory => "opportunityExternalId",
             _ => continue,
         };
-        if let Some(id) = existing(w, line, field, RecordKind::Opportunity).await? {
+        if let Some(id) = cx
+            .existing(w.db(), line, field, RecordKind::Opportunity)
+            .await?
+        {
             ids.push(id);
         }
     }
@@ -453,13 +719,13 @@ async fn lock_opportunities(w: &mut Work, lines: &[Line]) -> AppResult<()> {
 
 async fn apply_line(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
     match line.kind {
-        Kind::User => user(w, line).await,
+        Kind::User => user(w, cx, line).await,
         Kind::Account => account(w, cx, line).await,
         Kind::Campaign => campaign(w, cx, line).await,
         Kind::Lead => lead(w, cx, line).await,
         Kind::LeadHistory => history(w, cx, line, true).await,
         Kind::OpportunityHistory => history(w, cx, line, false).await,
-        Kind::Touchpoint => touch(w, line).await,
+        Kind::Touchpoint => touch(w, cx, line).await,
         Kind::Opportunity => opportunity(w, cx, line).await,
     }
 }
@@ -479,6 +745,7 @@ fn required_key(line: &Line, field: &str) -> AppResult<ExternalRef> {
 /// has that external id.
 async fn reference(
     w: &Work,
+    cx: &Cx,
     line: &Line,
     field: &str,
     kind: RecordKind,
@@ -486,7 +753,7 @@ async fn reference(
     let Some(key) = key(line, field)? else {
         return Ok(None);
     };
-    external_ids::lookup(w.db(), kind, &key)
+    cx.id(w.db(), kind, &key)
         .await?
         .map(Some)
         .ok_or_else(|| {
@@ -502,6 +769,7 @@ async fn reference(
 /// A user named by `{prefix}Email` or `{prefix}ExternalId` (not both).
 async fn user_ref(
     w: &Work,
+    cx: &Cx,
     system: &str,
     data: &Map<String, Value>,
     prefix: &str,
@@ -516,15 +784,14 @@ async fn user_ref(
             format!("give one of `{email_field}` and `{ext_field}`"),
         )),
         (Some(email), None) => Ok(Some(
-            users::find_by_email(w.db(), &email)
+            cx.user_by_email(w.db(), &email)
                 .await?
-                .ok_or_else(|| AppError::not_found(format!("`{email_field}`: no user {email}")))?
-                .id,
+                .ok_or_else(|| AppError::not_found(format!("`{email_field}`: no user {email}")))?,
         )),
         (None, Some(id)) => {
             let key = ExternalRef::normalized(system, &id)?;
             Ok(Some(
-                external_ids::lookup(w.db(), RecordKind::User, &key)
+                cx.id(w.db(), RecordKind::User, &key)
                     .await?
                     .ok_or_else(|| {
                         AppError::not_found(format!(
@@ -573,19 +840,17 @@ fn refuse_keys(data: &Map<String, Value>, keys: &[&str], why: &str) -> AppResult
     Ok(())
 }
 
-async fn user(w: &mut Work, line: &Line) -> AppResult<()> {
+async fn user(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
     let key = key(line, "externalId")?;
     if let Some(key) = &key
-        && external_ids::lookup(w.db(), RecordKind::User, key)
-            .await?
-            .is_some()
+        && cx.id(w.db(), RecordKind::User, key).await?.is_some()
     {
         return Ok(());
     }
     let email = text(&line.data, "email")?
         .ok_or_else(|| AppError::bad_input("email", "`email` is required"))?;
-    let id = match users::find_by_email(w.db(), &email).await? {
-        Some(u) => u.id,
+    let id = match cx.user_by_email(w.db(), &email).await? {
+        Some(id) => id,
         None => {
             let role = match line.data.get("role") {
                 None | Some(Value::Null) => Role::Member,
@@ -594,21 +859,25 @@ async fn user(w: &mut Work, line: &Line) -> AppResult<()> {
             };
             let name = text(&line.data, "name")?
                 .ok_or_else(|| AppError::bad_input("name", "`name` is required"))?;
-            users::create_in(
+            let id = users::create_in(
                 w,
                 users::NewUser {
-                    email,
+                    email: email.clone(),
                     name,
                     team_id: None,
                     role,
                 },
             )
             .await?
-            .id
+            .id;
+            // The service may have normalized the address: ask again.
+            cx.memo().emails.remove(&email);
+            id
         }
     };
     if let Some(key) = &key {
         external_ids::link(w, RecordKind::User, key, id).await?;
+        cx.linked(RecordKind::User, key, id);
     }
     Ok(())
 }
@@ -620,20 +889,18 @@ async fn account(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
         &["externalIds"],
         "the line's `externalId` is the key",
     )?;
-    let owner = user_ref(w, &line.system, &line.data, "owner").await?;
+    let owner = user_ref(w, cx, &line.system, &line.data, "owner").await?;
     let input: AccountInput = parse_input(input_fields(&line.data, vec![("ownerId", owner)]))?;
     let (fields, _) = input.into_fields(&cx.currency)?;
-    accounts::upsert_in(w, &cx.actor, &key, fields).await?;
+    let account = accounts::upsert_in(w, &cx.actor, &key, fields).await?;
+    cx.linked(RecordKind::Account, &key, account.id);
     Ok(())
 }
 
 async fn campaign(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
     let key = required_key(line, "externalId")?;
     let input: CampaignInput = parse_input(input_fields(&line.data, vec![]))?;
-    if external_ids::lookup(w.db(), RecordKind::Campaign, &key)
-        .await?
-        .is_some()
-    {
+    if cx.id(w.db(), RecordKind::Campaign, &key).await?.is_some() {
         return Ok(());
     }
     let cost = crate::records::common::money_to_units(
@@ -653,7 +920,9 @@ async fn campaign(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
         },
     )
     .await?;
-    external_ids::link(w, RecordKind::Campaign, &key, created.id).await
+    external_ids::link_free(w, RecordKind::Campaign, &key, created.id).await?;
+    cx.linked(RecordKind::Campaign, &key, created.id);
+    Ok(())
 }
 
 async fn lead(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
@@ -663,10 +932,10 @@ async fn lead(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
         &["externalIds"],
         "the line's `externalId` is the key",
     )?;
-    let account = reference(w, line, "accountExternalId", RecordKind::Account).await?;
-    let campaign = reference(w, line, "campaignExternalId", RecordKind::Campaign).await?;
-    let owner = user_ref(w, &line.system, &line.data, "owner").await?;
-    let actor = user_ref(w, &line.system, &line.data, "actor").await?;
+    let account = reference(w, cx, line, "accountExternalId", RecordKind::Account).await?;
+    let campaign = reference(w, cx, line, "campaignExternalId", RecordKind::Campaign).await?;
+    let owner = user_ref(w, cx, &line.system, &line.data, "owner").await?;
+    let actor = user_ref(w, cx, &line.system, &line.data, "actor").await?;
     let input: LeadInput = parse_input(input_fields(
         &line.data,
         vec![
@@ -677,7 +946,7 @@ async fn lead(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
         ],
     ))?;
     let (mut fields, _) = input.into_fields()?;
-    match external_ids::lookup(w.db(), RecordKind::Lead, &key).await? {
+    match cx.id(w.db(), RecordKind::Lead, &key).await? {
         Some(id) => {
             // Its creation and history are already there: only its fields change.
             fields.stage = None;
@@ -692,31 +961,46 @@ async fn lead(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
                 .created_at
                 .get_or_insert_with(crate::records::common::now);
             let created = leads::create_in(w, &cx.actor, fields).await?;
-            external_ids::link(w, RecordKind::Lead, &key, created.id).await?;
+            external_ids::link_free(w, RecordKind::Lead, &key, created.id).await?;
+            cx.linked(RecordKind::Lead, &key, created.id);
         }
     }
     Ok(())
 }
 
-async fn touch(w: &mut Work, line: &Line) -> AppResult<()> {
-    let lead = reference(w, line, "leadExternalId", RecordKind::Lead)
+async fn touch(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
+    let lead = reference(w, cx, line, "leadExternalId", RecordKind::Lead)
         .await?
         .ok_or_else(|| AppError::bad_input("leadExternalId", "`leadExternalId` is required"))?;
-    let campaign = reference(w, line, "campaignExternalId", RecordKind::Campaign)
+    let campaign = reference(w, cx, line, "campaignExternalId", RecordKind::Campaign)
         .await?
         .ok_or_else(|| {
             AppError::bad_input("campaignExternalId", "`campaignExternalId` is required")
         })?;
     let at = time(&line.data, "occurredAt")?
         .ok_or_else(|| AppError::bad_input("occurredAt", "`occurredAt` is required"))?;
-    let there = touchpoint::Entity::find()
-        .filter(touchpoint::Column::LeadId.eq(lead))
-        .filter(touchpoint::Column::CampaignId.eq(campaign))
-        .filter(touchpoint::Column::OccurredAt.eq(at))
-        .count(w.db())
-        .await?;
-    if there == 0 {
-        leads::record_touchpoint_in(w, lead, campaign, Some(at)).await?;
+    let known = cx
+        .memo()
+        .touches
+        .get(&lead)
+        .map(|t| t.contains(&(campaign, at)));
+    let there = match known {
+        Some(there) => there,
+        None => {
+            touchpoint::Entity::find()
+                .filter(touchpoint::Column::LeadId.eq(lead))
+                .filter(touchpoint::Column::CampaignId.eq(campaign))
+                .filter(touchpoint::Column::OccurredAt.eq(at))
+                .count(w.db())
+                .await?
+                > 0
+        }
+    };
+    if !there {
+        let created = leads::record_touchpoint_in(w, lead, campaign, Some(at)).await?;
+        if let Some(t) = cx.memo().touches.get_mut(&lead) {
+            t.insert((campaign, created.occurred_at));
+        }
     }
     Ok(())
 }
@@ -738,10 +1022,10 @@ async fn opportunity(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
         &["externalIds", "stage", "closedAt", "lostReason"],
         "an opportunity's stages come from its stage_change line",
     )?;
-    let lead = reference(w, line, "leadExternalId", RecordKind::Lead).await?;
-    let account = reference(w, line, "accountExternalId", RecordKind::Account).await?;
-    let owner = user_ref(w, &line.system, &line.data, "owner").await?;
-    let actor = user_ref(w, &line.system, &line.data, "actor").await?;
+    let lead = reference(w, cx, line, "leadExternalId", RecordKind::Lead).await?;
+    let account = reference(w, cx, line, "accountExternalId", RecordKind::Account).await?;
+    let owner = user_ref(w, cx, &line.system, &line.data, "owner").await?;
+    let actor = user_ref(w, cx, &line.system, &line.data, "actor").await?;
     // The account: the one named, else the lead's (checked below).
     let account_or_lead = match (account, lead) {
         (Some(a), _) => Some(a),
@@ -759,7 +1043,7 @@ async fn opportunity(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
     ))?;
     let (mut new, _, _) = input.into_parts(&cx.currency)?;
     let acting = cx.actor.acting_as(w.db(), actor).await?;
-    if let Some(id) = external_ids::lookup(w.db(), RecordKind::Opportunity, &key).await? {
+    if let Some(id) = cx.id(w.db(), RecordKind::Opportunity, &key).await? {
         let patch = opportunities::OpportunityPatch {
             name: Some(new.name),
             account_id: account,
@@ -789,6 +1073,7 @@ async fn opportunity(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
                 external_ids: vec![key.clone()],
             };
             leads::convert_in(w, &acting, lead_id, conversion, Some(at)).await?;
+            cx.forget(RecordKind::Opportunity, &key);
             return Ok(());
         }
     }
@@ -807,6 +1092,7 @@ async fn opportunity(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
         std::slice::from_ref(&key),
     )
     .await?;
+    cx.forget(RecordKind::Opportunity, &key);
     Ok(())
 }
 
@@ -818,7 +1104,7 @@ async fn history(w: &mut Work, cx: &Cx, line: &Line, is_lead: bool) -> AppResult
     } else {
         ("opportunityExternalId", RecordKind::Opportunity)
     };
-    let id = reference(w, line, field, kind)
+    let id = reference(w, cx, line, field, kind)
         .await?
         .ok_or_else(|| AppError::bad_input(field, format!("`{field}` is required")))?;
     let subject = if is_lead {
@@ -832,7 +1118,10 @@ async fn history(w: &mut Work, cx: &Cx, line: &Line, is_lead: bool) -> AppResult
             "`changes` must be an array of stage changes",
         ));
     };
-    let present: HashSet<(String, DateTime<Utc>)> = {
+    let known = cx.memo().histories.get(&id).cloned();
+    let present: HashSet<(String, DateTime<Utc>)> = if let Some(known) = known {
+        known
+    } else {
         let q = stage_change::Entity::find();
         let q = match subject {
             Subject::Lead(id) => q.filter(stage_change::Column::LeadId.eq(id)),
@@ -880,7 +1169,7 @@ async fn history(w: &mut Work, cx: &Cx, line: &Line, is_lead: bool) -> AppResult
                 "a lead is converted by its opportunity's line (`leadExternalId`)",
             )));
         }
-        let actor = user_ref(w, &line.system, c, "actor")
+        let actor = user_ref(w, cx, &line.system, c, "actor")
             .await
             .map_err(at_item)?;
         kept.push(i);
@@ -898,7 +1187,11 @@ async fn history(w: &mut Work, cx: &Cx, line: &Line, is_lead: bool) -> AppResult
     }
     import_in(w, &cx.actor, subject, &changes)
         .await
-        .map_err(|e| renumber(e, &kept))
+        .map_err(|e| renumber(e, &kept))?;
+    if let Some(h) = cx.memo().histories.get_mut(&id) {
+        h.extend(changes.into_iter().map(|c| (c.to, c.at)));
+    }
+    Ok(())
 }
 
 /// An error about `changes[j]` of the changes kept, about `changes[i]` of the line.

@@ -81,6 +81,27 @@ pub async fn link(
     }
 }
 
+/// Links `key`, which the caller has just seen free in this transaction, to
+/// `record_id` without reading it again (the bulk import). Should another
+/// writer have taken it since, the unique index refuses it: CONFLICT.
+pub async fn link_free(
+    w: &mut Work,
+    kind: RecordKind,
+    key: &ExternalRef,
+    record_id: Uuid,
+) -> AppResult<()> {
+    w.insert(external_id::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        record_kind: Set(kind),
+        system: Set(key.system.clone()),
+        external_id: Set(key.id.clone()),
+        record_id: Set(record_id),
+        created_at: Set(super::common::now()),
+    })
+    .await?;
+    Ok(())
+}
+
 /// The external ids of many records of one kind (one statement).
 pub async fn for_records(
     db: &impl ConnectionTrait,
