@@ -342,8 +342,10 @@ async fn import(
     let input =
         std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
     let total = input.metadata().map(|m| m.len()).unwrap_or(0);
-    let db = api::db::connect(config.database_url(), Default::default()).await?;
+    let counter = std::sync::Arc::new(api::db::StatementCounter::default());
+    let db = api::db::connect(config.database_url(), counter.clone()).await?;
     api::setup::migrate(&db).await?;
+    let before = counter.get();
     let started = std::time::Instant::now();
     let report = api::import::run(
         &db,
@@ -366,6 +368,10 @@ async fn import(
         report.applied_total() as f64 / secs,
         leads as f64 / secs,
         report.batches,
+    );
+    println!(
+        "  {:.2} SQL statements per line",
+        (counter.get() - before) as f64 / report.lines.max(1) as f64
     );
     for (ty, n) in &report.applied {
         println!("  {ty}: {n}");

@@ -838,7 +838,9 @@ async fn counted(app: &TestApp, query: &str, vars: Value) -> (u64, Value) {
     let mut first = Value::Null;
     for run in 0..3 {
         let before = app.statements();
-        let resp = app.admin(&format!("{query}\n# run {run}"), vars.clone()).await;
+        let resp = app
+            .admin(&format!("{query}\n# run {run}"), vars.clone())
+            .await;
         fewest = fewest.min(app.statements() - before);
         if run == 0 {
             first = data(&resp).clone();

@@ -122,6 +122,16 @@ pub struct Work {
     handoff_events: Vec<handoff::Model>,
     /// Where this database's hand-off events go (see `records::handoffs::events`).
     events_key: String,
+    /// Users and campaigns this unit has found (neither is ever deleted):
+    /// a bulk write checks each once, not once per row that names it.
+    found: std::sync::Mutex<std::collections::HashSet<(Found, Uuid)>>,
+}
+
+/// Rows [`Work::check_exists`] remembers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Found {
+    User,
+    Campaign,
 }
 
 /// Runs `unit` in a write transaction and commits it; on PostgreSQL a
@@ -211,7 +221,44 @@ impl Work {
             credit_leads: BTreeSet::new(),
             handoff_events: Vec::new(),
             events_key: crate::records::handoffs::events::key(db),
+            found: Default::default(),
         })
+    }
+
+    /// NOT_FOUND (naming `what`) unless the user or campaign `id` exists;
+    /// each is read once per unit.
+    pub async fn check_exists(&self, table: Found, id: Uuid, what: &str) -> AppResult<()> {
+        let seen = self
+            .found
+            .lock()
+            .map(|f| f.contains(&(table, id)))
+            .unwrap_or(false);
+        if seen {
+            return Ok(());
+        }
+        let there = match table {
+            Found::User => entity::user::Entity::find_by_id(id)
+                .select_only()
+                .column(entity::user::Column::Id)
+                .into_tuple::<Uuid>()
+                .one(&self.txn)
+                .await?
+                .is_some(),
+            Found::Campaign => entity::campaign::Entity::find_by_id(id)
+                .select_only()
+                .column(entity::campaign::Column::Id)
+                .into_tuple::<Uuid>()
+                .one(&self.txn)
+                .await?
+                .is_some(),
+        };
+        if !there {
+            return Err(AppError::not_found(what));
+        }
+        if let Ok(mut f) = self.found.lock() {
+            f.insert((table, id));
+        }
+        Ok(())
     }
 
     /// The transaction, for reads.

@@ -379,7 +379,10 @@ impl Cx {
                 if let Ok(Some(id)) = opt_external(&line.data, field)
                     && let Ok(key) = ExternalRef::normalized(&line.system, &id)
                 {
-                    wanted.entry(*kind).or_default().insert((key.system, key.id));
+                    wanted
+                        .entry(*kind)
+                        .or_default()
+                        .insert((key.system, key.id));
                 }
             }
         }
@@ -416,7 +419,10 @@ impl Cx {
     async fn read_touches(&self, db: &impl ConnectionTrait, lines: &[Line]) -> AppResult<()> {
         let mut leads = Vec::new();
         for line in lines.iter().filter(|l| l.kind == Kind::Touchpoint) {
-            if let Some(id) = self.existing(db, line, "leadExternalId", RecordKind::Lead).await? {
+            if let Some(id) = self
+                .existing(db, line, "leadExternalId", RecordKind::Lead)
+                .await?
+            {
                 leads.push(id);
             }
         }
@@ -600,7 +606,10 @@ async fn apply_all(
     // Existing accounts the batch updates.
     let mut ids = Vec::new();
     for line in lines.iter().filter(|l| l.kind == Kind::Account) {
-        if let Some(id) = cx.existing(w.db(), line, "externalId", RecordKind::Account).await? {
+        if let Some(id) = cx
+            .existing(w.db(), line, "externalId", RecordKind::Account)
+            .await?
+        {
             ids.push(id);
         }
     }
@@ -657,7 +666,10 @@ async fn lock_records(w: &mut Work, cx: &Cx, lines: &[Line]) -> AppResult<()> {
         }
         match line.kind {
             Kind::Lead => {
-                match cx.existing(w.db(), line, "externalId", RecordKind::Lead).await? {
+                match cx
+                    .existing(w.db(), line, "externalId", RecordKind::Lead)
+                    .await?
+                {
                     Some(id) => lead_ids.push(id),
                     None if !line.data.contains_key("accountExternalId") => {
                         // A new lead's account by its e-mail's domain.
@@ -753,17 +765,14 @@ async fn reference(
     let Some(key) = key(line, field)? else {
         return Ok(None);
     };
-    cx.id(w.db(), kind, &key)
-        .await?
-        .map(Some)
-        .ok_or_else(|| {
-            AppError::not_found(format!(
-                "`{field}`: no {} {}:{}",
-                kind.as_str().to_lowercase(),
-                key.system,
-                key.id
-            ))
-        })
+    cx.id(w.db(), kind, &key).await?.map(Some).ok_or_else(|| {
+        AppError::not_found(format!(
+            "`{field}`: no {} {}:{}",
+            kind.as_str().to_lowercase(),
+            key.system,
+            key.id
+        ))
+    })
 }
 
 /// A user named by `{prefix}Email` or `{prefix}ExternalId` (not both).
@@ -783,11 +792,9 @@ async fn user_ref(
             &email_field,
             format!("give one of `{email_field}` and `{ext_field}`"),
         )),
-        (Some(email), None) => Ok(Some(
-            cx.user_by_email(w.db(), &email)
-                .await?
-                .ok_or_else(|| AppError::not_found(format!("`{email_field}`: no user {email}")))?,
-        )),
+        (Some(email), None) => Ok(Some(cx.user_by_email(w.db(), &email).await?.ok_or_else(
+            || AppError::not_found(format!("`{email_field}`: no user {email}")),
+        )?)),
         (None, Some(id)) => {
             let key = ExternalRef::normalized(system, &id)?;
             Ok(Some(
@@ -1042,7 +1049,7 @@ async fn opportunity(w: &mut Work, cx: &Cx, line: &Line) -> AppResult<()> {
         ],
     ))?;
     let (mut new, _, _) = input.into_parts(&cx.currency)?;
-    let acting = cx.actor.acting_as(w.db(), actor).await?;
+    let acting = cx.actor.acting_as_in(w, actor).await?;
     if let Some(id) = cx.id(w.db(), RecordKind::Opportunity, &key).await? {
         let patch = opportunities::OpportunityPatch {
             name: Some(new.name),

@@ -2,7 +2,7 @@
 //! recorded with its time, actor and reason.
 
 use crate::error::{AppError, AppResult};
-use crate::uow::Work;
+use crate::uow::{Found, Work};
 use chrono::{DateTime, Utc};
 use entity::stage_change;
 use sea_orm::{ConnectionTrait, Set};
@@ -54,6 +54,24 @@ impl Actor {
         crate::records::users::service::get(db, user)
             .await
             .map_err(|_| AppError::not_found("actorUserId: user"))?;
+        Ok(Actor {
+            user_id: Some(user),
+            ..self.clone()
+        })
+    }
+
+    /// [`Actor::acting_as`] inside a unit of work (which checks each user once).
+    pub async fn acting_as_in(&self, w: &Work, user: Option<Uuid>) -> AppResult<Actor> {
+        let Some(user) = user else {
+            return Ok(self.clone());
+        };
+        if !self.may_backfill {
+            return Err(AppError::forbidden(
+                "only ADMIN and INTEGRATION callers may give `actorUserId`",
+            ));
+        }
+        w.check_exists(Found::User, user, "actorUserId: user")
+            .await?;
         Ok(Actor {
             user_id: Some(user),
             ..self.clone()

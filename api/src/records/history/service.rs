@@ -91,7 +91,7 @@ pub async fn import_in(
     {
         for (i, c) in changes.iter().enumerate() {
             let acting = actor
-                .acting_as(w.db(), c.actor_user_id)
+                .acting_as_in(w, c.actor_user_id)
                 .await
                 .map_err(at_change(i))?;
             let step = async {

@@ -9,7 +9,7 @@ use crate::records::common::{
 use crate::records::external_ids::{self, ExternalRef};
 use crate::records::opportunities::service::NewOpportunity;
 use crate::records::stage_changes::{self, Actor, Subject, check_change_time};
-use crate::uow::{self, AccountLock, Work};
+use crate::uow::{self, AccountLock, Found, Work};
 use chrono::{DateTime, Utc};
 use entity::enums::{Channel, LeadStage, RecordKind, Segment, SourcedBy};
 use entity::lead::{self, Entity as Lead};
@@ -196,17 +196,15 @@ pub struct LeadFields {
 
 /// Checks the owner, team and campaign a lead refers to (the account is
 /// checked by its lock).
-async fn check_refs(db: &impl ConnectionTrait, f: &LeadFields) -> AppResult<()> {
+async fn check_refs(w: &Work, f: &LeadFields) -> AppResult<()> {
     if let Some(Some(id)) = f.owner_id {
-        crate::records::users::service::get(db, id)
-            .await
-            .map_err(|_| AppError::not_found("owner"))?;
+        w.check_exists(Found::User, id, "owner").await?;
     }
     if let Some(Some(id)) = f.team_id {
-        crate::records::teams::service::get(db, id).await?;
+        crate::records::teams::service::get(w.db(), id).await?;
     }
     if let Some(Some(id)) = f.campaign_id {
-        crate::records::campaigns::service::get(db, id).await?;
+        w.check_exists(Found::Campaign, id, "campaign").await?;
     }
     Ok(())
 }
@@ -314,14 +312,14 @@ pub async fn create_in(w: &mut Work, actor: &Actor, fields: LeadFields) -> AppRe
     if fields.created_at.is_some() {
         actor.check_backfill("createdAt")?;
     }
-    let actor = &actor.acting_as(w.db(), fields.actor_user_id).await?;
+    let actor = &actor.acting_as_in(w, fields.actor_user_id).await?;
     let reason = optional_text(fields.reason.clone(), "reason")?;
     let fields_backfilled = fields.created_at.is_some();
     let account_id = account_of_new(w, &fields).await?;
     if let Some(id) = account_id {
         w.lock_accounts(&[id], AccountLock::Reference).await?;
     }
-    check_refs(w.db(), &fields).await?;
+    check_refs(w, &fields).await?;
     let at = match fields.created_at {
         Some(t) => not_future(t, "createdAt")?,
         None => now(),
@@ -528,7 +526,7 @@ pub async fn update_in(w: &mut Work, id: Uuid, fields: LeadFields) -> AppResult<
         w.lock_accounts(&[account], AccountLock::Reference).await?;
     }
     let current = w.lock_lead(id).await?;
-    check_refs(w.db(), &fields).await?;
+    check_refs(w, &fields).await?;
     w.update_lead(current, |am| {
         apply(am, &fields)?;
         am.updated_at = Set(now());
@@ -830,7 +828,7 @@ pub async fn upsert_in(
                 f.created_at = None;
                 f.stage = None;
                 let reason = f.reason.take().unwrap_or_else(|| "synced".into());
-                let acting = actor.acting_as(w.db(), f.actor_user_id.take()).await?;
+                let acting = actor.acting_as_in(w, f.actor_user_id.take()).await?;
                 let mut updated = update_as_in(w, actor, id, f).await?;
                 if let Some(to) = stage
                     && to != updated.stage
@@ -871,7 +869,8 @@ pub async fn record_touchpoint_in(
     occurred_at: Option<DateTime<Utc>>,
 ) -> AppResult<touchpoint::Model> {
     w.hold_lead(lead_id).await?;
-    crate::records::campaigns::service::get(w.db(), campaign_id).await?;
+    w.check_exists(Found::Campaign, campaign_id, "campaign")
+        .await?;
     let at = match occurred_at {
         Some(t) => not_future(t, "occurredAt")?,
         None => now(),

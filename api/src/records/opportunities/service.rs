@@ -9,7 +9,7 @@ use crate::records::common::{
 };
 use crate::records::external_ids::{self, ExternalRef};
 use crate::records::stage_changes::{self, Actor, Subject, check_change_time};
-use crate::uow::{self, Work};
+use crate::uow::{self, Found, Work};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::enums::{OpportunityStage, RecordKind, Segment, SourcedBy};
 use entity::opportunity::{self, Entity as Opportunity};
@@ -166,18 +166,17 @@ pub struct NewOpportunity {
 }
 
 async fn check_refs(
-    db: &impl ConnectionTrait,
+    w: &Work,
     account_id: Option<Uuid>,
     owner_id: Option<Uuid>,
     lead_id: Option<Uuid>,
 ) -> AppResult<()> {
+    let db = w.db();
     if let Some(id) = account_id {
         crate::records::accounts::service::get(db, id).await?;
     }
     if let Some(id) = owner_id {
-        crate::records::users::service::get(db, id)
-            .await
-            .map_err(|_| AppError::not_found("owner"))?;
+        w.check_exists(Found::User, id, "owner").await?;
     }
     if let Some(id) = lead_id
         && lead::Entity::find_by_id(id).one(db).await?.is_none()
@@ -194,13 +193,7 @@ pub(crate) async fn insert_in(
     actor: &Actor,
     input: NewOpportunity,
 ) -> AppResult<opportunity::Model> {
-    check_refs(
-        w.db(),
-        Some(input.account_id),
-        input.owner_id,
-        input.lead_id,
-    )
-    .await?;
+    check_refs(w, Some(input.account_id), input.owner_id, input.lead_id).await?;
     let at = match input.created_at {
         Some(t) => not_future(t, "createdAt")?,
         None => now(),
@@ -333,7 +326,7 @@ pub async fn update_in(
     patch: OpportunityPatch,
 ) -> AppResult<opportunity::Model> {
     let current = w.lock_opportunity(id).await?;
-    check_refs(w.db(), patch.account_id, patch.owner_id.flatten(), None).await?;
+    check_refs(w, patch.account_id, patch.owner_id.flatten(), None).await?;
     for key in &patch.external_ids {
         external_ids::link(w, RecordKind::Opportunity, key, id).await?;
     }
