@@ -67,6 +67,22 @@ pub async fn connect(
     Ok(db)
 }
 
+/// Leaves fresh planner statistics for every table after a bulk load (the
+/// seed, an import): PostgreSQL `VACUUM (ANALYZE)` — which also marks the
+/// pages all-visible, so index-only scans work at once even with autovacuum
+/// off — and SQLite `ANALYZE` (fills `sqlite_stat1`). `VACUUM` cannot run
+/// inside a transaction: call this on the plain connection (the pool), never
+/// on a transaction.
+pub async fn refresh_statistics(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let sql = if is_postgres(db) {
+        "VACUUM (ANALYZE)"
+    } else {
+        "ANALYZE"
+    };
+    db.execute_unprepared(sql).await?;
+    Ok(())
+}
+
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }

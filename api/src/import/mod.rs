@@ -35,9 +35,7 @@ use crate::webhooks::apply::{opt_external, parse_input};
 use chrono::{DateTime, Utc};
 use entity::enums::{LeadStage, RecordKind, Role};
 use entity::{stage_change, touchpoint};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -252,10 +250,11 @@ pub async fn run(
     Ok(report)
 }
 
-/// Refreshes the planner's statistics (PostgreSQL and SQLite), so the first
+/// Refreshes the planner's statistics of every table (PostgreSQL `VACUUM
+/// (ANALYZE)` on the plain connection, SQLite `ANALYZE`), so the first
 /// queries after a big import are planned on the real row counts.
 pub async fn analyze(db: &DatabaseConnection) -> AppResult<()> {
-    db.execute_unprepared("ANALYZE").await?;
+    crate::db::refresh_statistics(db).await?;
     Ok(())
 }
 
