@@ -71,7 +71,8 @@ impl MetricsQuery {
 pub struct Metrics {
     period: Period,
     filter: MetricFilter,
-    /// Won/lost outcomes, shared by winRate, averageDealSize, wonRevenue and salesCycle.
+    /// Won/lost counts and won amount, one statement shared by winRate,
+    /// averageDealSize and wonRevenue (salesCycle reads its median apart).
     outcomes: tokio::sync::OnceCell<service::Outcomes>,
 }
 
@@ -80,7 +81,7 @@ impl Metrics {
         let db = db(ctx)?;
         Ok(self
             .outcomes
-            .get_or_try_init(|| service::outcomes(db, &self.period, &self.filter))
+            .get_or_try_init(|| service::outcome_totals(db, &self.period, &self.filter))
             .await?)
     }
 }
@@ -454,7 +455,7 @@ impl Metrics {
     /// Median days from creation to close of the opportunities won in the
     /// period (docs/metrics.md, "Win rate, average deal size…").
     async fn sales_cycle(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
-        Ok(self.outcomes(ctx).await?.median_cycle_days)
+        Ok(service::sales_cycle_days(db(ctx)?, &self.period, &self.filter).await?)
     }
 
     /// Median hours from a lead's creation to its first touch (leads created
