@@ -701,3 +701,38 @@ async fn bi_views_match_graphql_on_postgres() {
     assert_eq!(row.try_get::<i64>("", "l").unwrap(), 3);
     app.cleanup().await;
 }
+
+db_test!(metrics_have_their_own_pool, |app| async move {
+    dataset(app).await;
+    let show = |db: &sea_orm::DatabaseConnection| {
+        let db = db.clone();
+        async move {
+            use sea_orm::{ConnectionTrait, Statement};
+            db.query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SHOW plan_cache_mode",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "plan_cache_mode")
+            .unwrap()
+        }
+    };
+    if app.backend == Backend::Postgres {
+        // Records keep PostgreSQL's plan cache; metric statements are
+        // planned for their own period on a pool of their own.
+        assert_eq!(show(&app.state.db).await, "auto");
+        assert_eq!(show(&app.state.metrics_db).await, "force_custom_plan");
+    }
+    // Both pools' statements are counted.
+    let (win, m) = metric_statements(app, "winRate").await;
+    close(&m["winRate"], 2.0 / 3.0);
+    assert!(win >= 1, "the metric statement is counted");
+    let before = app.statements();
+    let resp = app
+        .admin("{ leads(first: 5) { totalCount } }", json!({}))
+        .await;
+    assert!(data(&resp)["leads"]["totalCount"].as_i64().unwrap() > 0);
+    assert!(app.statements() > before);
+});

@@ -56,6 +56,7 @@ pub type LockstepSchema = Schema<Query, Mutation, Subscription>;
 pub fn build_schema(
     config: &Config,
     db: Option<DatabaseConnection>,
+    metrics_db: Option<DatabaseConnection>,
     webhook_key: Option<std::sync::Arc<crate::webhooks::secrets::WebhookKey>>,
 ) -> LockstepSchema {
     let mut builder = Schema::build(
@@ -77,6 +78,9 @@ pub fn build_schema(
     if let Some(db) = db {
         builder = builder.data(db);
     }
+    if let Some(db) = metrics_db {
+        builder = builder.data(context::MetricsDb(db));
+    }
     builder = builder.data(context::Settings {
         currency: config.currency.to_uppercase(),
     });
@@ -93,5 +97,5 @@ pub fn build_schema(
 
 /// The SDL, as printed by `lockstep schema` and kept in `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(&Config::default(), None, None).sdl()
+    build_schema(&Config::default(), None, None, None).sdl()
 }

@@ -428,6 +428,7 @@ async fn execute(
     crate::graphql::loaders::register(
         &mut request.data,
         &state.db,
+        &state.metrics_db,
         Duration::from_micros(state.config.loader_delay_us),
     );
     let response = state.schema.execute(request).await;
