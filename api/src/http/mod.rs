@@ -12,6 +12,7 @@ pub use ops::metrics_router;
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
+use crate::graphql::documents::DocumentCache;
 use crate::graphql::{LockstepSchema, build_schema};
 use crate::jobs::RunnerHealth;
 use crate::metrics::cache::MetricsCache;
@@ -41,6 +42,8 @@ pub struct AppState {
     /// plans each statement for its period; SQLite: `db`).
     pub metrics_db: DatabaseConnection,
     pub schema: LockstepSchema,
+    /// Parsed documents by query text (the schema's extension and the handler share it).
+    pub documents: DocumentCache,
     pub keys: Arc<JwtKeys>,
     pub config: Arc<Config>,
     /// SQL statements issued through `db` and `metrics_db` (tests and benchmarks read it).
@@ -87,10 +90,12 @@ impl App {
             .await
             .map_err(|e| StartError::Integrations(e.detail()))?;
         let webhook_key = crate::webhooks::secrets::WebhookKey::from_config(&config).map(Arc::new);
+        let documents = DocumentCache::new();
         let schema = build_schema(
             &config,
             Some(db.clone()),
             Some(metrics_db.clone()),
+            Some(documents.clone()),
             webhook_key.clone(),
         );
         let limiter = Arc::new(Limiter::with_database(
@@ -102,6 +107,7 @@ impl App {
             db,
             metrics_db,
             schema,
+            documents,
             keys,
             metrics_cache: MetricsCache::new(config.metrics_cache_secs),
             telemetry: Arc::new(Metrics::new()),
