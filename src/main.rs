@@ -98,6 +98,23 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         webhook_concurrency: usize,
     },
+    /// The plain read workloads (one lead by id with its history; 100 leads
+    /// with account and owner; 100 MQL leads of one source) against a
+    /// running server: requests/s, p50 and p99 per client count.
+    BenchReads {
+        /// The server's GraphQL endpoint, e.g. http://127.0.0.1:8080/graphql.
+        #[arg(long)]
+        url: String,
+        /// The server's JWT secret (an ADMIN token is made with it).
+        #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: String,
+        /// Concurrent clients to try (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "8,32")]
+        clients: Vec<usize>,
+        /// Seconds each run lasts.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
     /// Fill the database with deterministic demo data of any size, or
     /// write the same data as an import file (`--jsonl FILE`, see docs/import.md).
     Seed {
@@ -259,6 +276,24 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", report.markdown());
+            Ok(())
+        }
+        Command::BenchReads {
+            url,
+            jwt_secret,
+            clients,
+            secs,
+        } => {
+            let _telemetry = init_tracing_with("warn");
+            let rows = tools::read_bench::run(tools::read_bench::ReadBenchOptions {
+                url,
+                jwt_secret,
+                clients,
+                secs,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", tools::read_bench::markdown(&rows));
             Ok(())
         }
         Command::Import {

@@ -444,6 +444,47 @@ db_test!(outcomes_pipeline_speed_and_retention, |app| async move {
     );
 });
 
+/// The statements a metrics selection issues: the fewest of three runs
+/// (each run carries its own comment, so none is answered from a cache).
+async fn metric_statements(app: &TestApp, fields: &str) -> (u64, Value) {
+    let mut fewest = u64::MAX;
+    let mut first = Value::Null;
+    for run in 0..3 {
+        let q = format!("{{ metrics({JAN}) {{ {fields} }} }}\n# run {run}");
+        let before = app.statements();
+        let resp = app.admin(&q, json!({})).await;
+        fewest = fewest.min(app.statements() - before);
+        if run == 0 {
+            first = data(&resp)["metrics"].clone();
+        }
+    }
+    (fewest, first)
+}
+
+db_test!(win_rate_alone_skips_the_sales_cycle, |app| async move {
+    dataset(app).await;
+    let (none, _) = metric_statements(app, "periodFrom").await;
+    let (win, m) = metric_statements(app, "winRate").await;
+    close(&m["winRate"], 2.0 / 3.0);
+    assert_eq!(win, none + 1, "winRate alone: one statement");
+    // The outcome fields share one statement.
+    let (all, m) = metric_statements(app, "winRate averageDealSize wonRevenue").await;
+    assert_eq!(
+        all, win,
+        "winRate, averageDealSize and wonRevenue share a statement"
+    );
+    assert_eq!(m["averageDealSize"], "750.00");
+    assert_eq!(m["wonRevenue"], "1500.00");
+    // The sales cycle's median is read only when asked for.
+    let (cycle, m) = metric_statements(app, "winRate wonRevenue salesCycle").await;
+    assert_eq!(cycle, win + 1, "salesCycle adds its median");
+    close(&m["winRate"], 2.0 / 3.0);
+    close(&m["salesCycle"], 10.0);
+    let (alone, m) = metric_statements(app, "salesCycle").await;
+    assert_eq!(alone, none + 1, "salesCycle alone: its median only");
+    close(&m["salesCycle"], 10.0);
+});
+
 db_test!(empty_periods_give_null_rates, |app| async move {
     dataset(app).await;
     let q = r#"{ metrics(period: {from: "2030-01-01T00:00:00Z", to: "2030-02-01T00:00:00Z"}) { funnel { stages { reached conversion medianHoursToNext } inquiryToWon } winRate averageDealSize salesCycle attribution(model: LINEAR) { rows { revenue } total } } }"#;
@@ -660,3 +701,38 @@ async fn bi_views_match_graphql_on_postgres() {
     assert_eq!(row.try_get::<i64>("", "l").unwrap(), 3);
     app.cleanup().await;
 }
+
+db_test!(metrics_have_their_own_pool, |app| async move {
+    dataset(app).await;
+    let show = |db: &sea_orm::DatabaseConnection| {
+        let db = db.clone();
+        async move {
+            use sea_orm::{ConnectionTrait, Statement};
+            db.query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SHOW plan_cache_mode",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "plan_cache_mode")
+            .unwrap()
+        }
+    };
+    if app.backend == Backend::Postgres {
+        // Records keep PostgreSQL's plan cache; metric statements are
+        // planned for their own period on a pool of their own.
+        assert_eq!(show(&app.state.db).await, "auto");
+        assert_eq!(show(&app.state.metrics_db).await, "force_custom_plan");
+    }
+    // Both pools' statements are counted.
+    let (win, m) = metric_statements(app, "winRate").await;
+    close(&m["winRate"], 2.0 / 3.0);
+    assert!(win >= 1, "the metric statement is counted");
+    let before = app.statements();
+    let resp = app
+        .admin("{ leads(first: 5) { totalCount } }", json!({}))
+        .await;
+    assert!(data(&resp)["leads"]["totalCount"].as_i64().unwrap() > 0);
+    assert!(app.statements() > before);
+});

@@ -85,3 +85,52 @@ db_test!(demo_data_names_the_banner_admin, |app| async move {
     assert!(d["opportunities"]["totalCount"].as_i64().unwrap() > 10);
     assert!(!tools::seed::is_empty(app.db()).await.unwrap());
 });
+
+db_test!(
+    seed_leaves_planner_statistics_for_every_table,
+    |app| async move {
+        let opts = tools::seed::SeedOptions {
+            leads: 200,
+            seed: 3,
+            progress: false,
+        };
+        tools::seed::seed(app.db(), &opts).await.unwrap();
+        let db = app.db();
+        let backend = db.get_database_backend();
+        let sql = match app.backend {
+            // VACUUM (ANALYZE) of the raw tables, not only of the rollups: row
+            // estimates and column statistics.
+            Backend::Postgres => {
+                "SELECT c.relname AS t, CAST(c.reltuples AS BIGINT) AS n, \
+             (SELECT COUNT(*) FROM pg_stat_user_tables u WHERE u.relid = c.oid AND u.last_vacuum IS NOT NULL) AS vacuumed, \
+             (SELECT COUNT(*) FROM pg_stats s WHERE s.tablename = c.relname) AS columns \
+             FROM pg_class c WHERE c.relname IN ('leads', 'stage_changes', 'opportunities') ORDER BY c.relname"
+            }
+            Backend::Sqlite => {
+                "SELECT tbl AS t, COUNT(*) AS n, 1 AS vacuumed, 1 AS columns FROM sqlite_stat1 \
+             WHERE tbl IN ('leads', 'stage_changes', 'opportunities') GROUP BY tbl ORDER BY tbl"
+            }
+        };
+        let rows = db
+            .query_all_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap();
+        let tables: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String>("", "t").unwrap())
+            .collect();
+        assert_eq!(tables, ["leads", "opportunities", "stage_changes"]);
+        for r in &rows {
+            let t = r.try_get::<String>("", "t").unwrap();
+            let n = r.try_get::<i64>("", "n").unwrap();
+            let vacuumed = r.try_get::<i64>("", "vacuumed").unwrap();
+            let columns = r.try_get::<i64>("", "columns").unwrap();
+            assert!(n > 0, "{t}: no row estimate ({n})");
+            assert!(vacuumed > 0, "{t}: not vacuumed");
+            assert!(columns > 0, "{t}: no column statistics");
+            if t == "leads" && app.backend == Backend::Postgres {
+                assert_eq!(n, 200, "leads: the estimate is the real count");
+            }
+        }
+    }
+);

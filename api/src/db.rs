@@ -18,29 +18,77 @@ impl StatementCounter {
     }
 }
 
-/// Connects to `url` (`sqlite://…` or `postgres://…`).
-/// Settings of Lockstep's PostgreSQL sessions (see docs/benchmarks.md).
-pub const PG_SESSION: [(&str, &str); 4] = [
+/// Settings of Lockstep's PostgreSQL sessions (see docs/benchmarks.md):
+/// medians sort a cohort's durations (kept in memory), lookups by index are
+/// cheap on SSDs, and JIT costs more than it saves.
+pub const PG_SESSION: [(&str, &str); 3] = [
     ("work_mem", "32MB"),
     ("random_page_cost", "1.1"),
     ("jit", "off"),
-    // A prepared statement's generic plan guesses a period's size (a fixed
-    // 0.5% of the rows) and loses parallel scans: 2.5× slower metrics after
-    // the fifth run on a connection. Planning each time costs far less.
+];
+
+/// The metric statements' sessions add one: a prepared statement's generic
+/// plan guesses a period's size (a fixed 0.5% of the rows) and loses
+/// parallel scans: 2.5× slower metrics after the fifth run on a connection.
+/// Planning each time costs far less than that there, but it is pure cost
+/// for the records' lookups by id, which keep the default plan cache.
+pub const PG_METRIC_SESSION: [(&str, &str); 4] = [
+    PG_SESSION[0],
+    PG_SESSION[1],
+    PG_SESSION[2],
     ("plan_cache_mode", "force_custom_plan"),
 ];
 
+/// Which statements a pool serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// Records, writes, everything but the metrics.
+    Main,
+    /// The metric statements (PostgreSQL: planned for each period).
+    Metrics,
+}
+
+/// Connects to `url` (`sqlite://…` or `postgres://…`): the main pool.
 pub async fn connect(
     url: &str,
     counter: Arc<StatementCounter>,
 ) -> Result<DatabaseConnection, DbErr> {
+    connect_pool(url, counter, Pool::Main).await
+}
+
+/// The pool the metric statements use, beside `main` (and counted by the
+/// same counter). PostgreSQL: a second, smaller pool whose sessions plan
+/// every statement for its own parameters. SQLite: `main` itself (it has no
+/// plan cache to tune, and one pool keeps one view of the file).
+pub async fn connect_metrics(
+    url: &str,
+    main: &DatabaseConnection,
+    counter: Arc<StatementCounter>,
+) -> Result<DatabaseConnection, DbErr> {
+    if is_postgres(main) {
+        connect_pool(url, counter, Pool::Metrics).await
+    } else {
+        Ok(main.clone())
+    }
+}
+
+async fn connect_pool(
+    url: &str,
+    counter: Arc<StatementCounter>,
+    pool: Pool,
+) -> Result<DatabaseConnection, DbErr> {
     let is_sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_owned());
+    let max = match (is_sqlite, pool) {
+        (true, _) => 8,
+        (false, Pool::Main) => 16,
+        (false, Pool::Metrics) => 8,
+    };
     options
         .sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .max_connections(if is_sqlite { 8 } else { 16 })
+        .max_connections(max)
         .min_connections(1);
     if is_sqlite {
         // WAL lets readers run beside the one writer; foreign keys on; writers
@@ -54,10 +102,10 @@ pub async fn connect(
         });
     }
     if !is_sqlite {
-        // Metric queries: medians sort a cohort's durations (kept in memory),
-        // lookups by index are cheap on SSDs, JIT costs more than it saves,
-        // and every statement is planned for its own period.
-        options.map_sqlx_postgres_opts(|o| o.options(PG_SESSION));
+        options.map_sqlx_postgres_opts(move |o| match pool {
+            Pool::Main => o.options(PG_SESSION),
+            Pool::Metrics => o.options(PG_METRIC_SESSION),
+        });
     }
     let mut db = Database::connect(options).await?;
     db.set_metric_callback(move |info| {
@@ -65,6 +113,22 @@ pub async fn connect(
         crate::telemetry::statement_ran(info);
     });
     Ok(db)
+}
+
+/// Leaves fresh planner statistics for every table after a bulk load (the
+/// seed, an import): PostgreSQL `VACUUM (ANALYZE)` — which also marks the
+/// pages all-visible, so index-only scans work at once even with autovacuum
+/// off — and SQLite `ANALYZE` (fills `sqlite_stat1`). `VACUUM` cannot run
+/// inside a transaction: call this on the plain connection (the pool), never
+/// on a transaction.
+pub async fn refresh_statistics(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let sql = if is_postgres(db) {
+        "VACUUM (ANALYZE)"
+    } else {
+        "ANALYZE"
+    };
+    db.execute_unprepared(sql).await?;
+    Ok(())
 }
 
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {

@@ -3,5 +3,6 @@
 //! a fresh embedded database), and `lockstep bench` with its HTTP client.
 
 pub mod bench;
+pub mod read_bench;
 pub mod seed;
 pub mod webhook_bench;

@@ -160,6 +160,9 @@ where
 /// Seeds `opts.leads` leads with everything around them.
 pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> AppResult<SeedReport> {
     let report = generate(opts, &mut DbSink { db }).await?;
+    // Statistics for every table before the rollups are built from them (and
+    // for the first queries): autovacuum may be off, or not have run yet.
+    api::db::refresh_statistics(db).await?;
     api::metrics::rollups::rebuild(db).await?;
     api::metrics::cache::bump(db).await?;
     Ok(report)

@@ -28,6 +28,20 @@ pub fn require<'a>(ctx: &Context<'a>, roles: &[Role], action: &str) -> AppResult
     Ok(caller)
 }
 
+/// The pool of the metric statements (`crate::db::connect_metrics`), in the
+/// schema's data beside the main pool.
+#[derive(Clone)]
+pub struct MetricsDb(pub DatabaseConnection);
+
+/// The connection metric statements run on: the metrics pool, or the main
+/// one when the schema has none.
+pub fn metrics_db<'a>(ctx: &Context<'a>) -> AppResult<&'a DatabaseConnection> {
+    match ctx.data_opt::<MetricsDb>() {
+        Some(m) => Ok(&m.0),
+        None => db(ctx),
+    }
+}
+
 pub fn db<'a>(ctx: &Context<'a>) -> AppResult<&'a DatabaseConnection> {
     ctx.data_opt::<DatabaseConnection>()
         .ok_or_else(|| AppError::Internal("no database in context".into()))

@@ -212,7 +212,13 @@ pub type OpportunitiesOfAccount = CappedChildren<entity::opportunity::Entity, By
 
 /// All loaders for one request (each request gets fresh ones: no cache
 /// outlives a request, so replicas never disagree).
-pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: Duration) {
+/// `metrics_db` serves the goals' actuals (metric statements), `db` the rest.
+pub fn register(
+    data: &mut async_graphql::Data,
+    db: &DatabaseConnection,
+    metrics_db: &DatabaseConnection,
+    delay: Duration,
+) {
     fn dl<L: Loader<K>, K: Send + Sync + std::hash::Hash + Eq + Clone + 'static>(
         loader: L,
         delay: Duration,
@@ -247,7 +253,10 @@ pub fn register(data: &mut async_graphql::Data, db: &DatabaseConnection, delay: 
         delay,
     ));
     data.insert(dl::<GoalsOfTeam, _>(GoalsOfTeam(db.clone()), delay));
-    data.insert(dl::<GoalReadings, _>(GoalReadings(db.clone()), delay));
+    data.insert(dl::<GoalReadings, _>(
+        GoalReadings(metrics_db.clone()),
+        delay,
+    ));
     data.insert(dl::<GoalById, _>(ById(db.clone(), PhantomData), delay));
     data.insert(dl::<GoalVersionsOf, _>(
         GroupedBy {

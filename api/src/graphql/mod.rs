@@ -5,6 +5,7 @@
 
 pub mod connection;
 pub mod context;
+pub mod documents;
 pub mod inputs;
 pub mod loaders;
 pub mod me;
@@ -56,6 +57,8 @@ pub type LockstepSchema = Schema<Query, Mutation, Subscription>;
 pub fn build_schema(
     config: &Config,
     db: Option<DatabaseConnection>,
+    metrics_db: Option<DatabaseConnection>,
+    documents: Option<documents::DocumentCache>,
     webhook_key: Option<std::sync::Arc<crate::webhooks::secrets::WebhookKey>>,
 ) -> LockstepSchema {
     let mut builder = Schema::build(
@@ -66,6 +69,10 @@ pub fn build_schema(
     .limit_depth(config.max_depth)
     .limit_complexity(config.max_complexity)
     .limit_directives(50);
+    // First of the extensions: a known document skips the parser.
+    if let Some(documents) = documents {
+        builder = builder.extension(documents);
+    }
     // Spans for top-level fields, only when traces are exported: an
     // extension is called for every field, so none is installed otherwise.
     if config.otel_endpoint.is_some() || crate::telemetry::otel_enabled() {
@@ -76,6 +83,9 @@ pub fn build_schema(
     }
     if let Some(db) = db {
         builder = builder.data(db);
+    }
+    if let Some(db) = metrics_db {
+        builder = builder.data(context::MetricsDb(db));
     }
     builder = builder.data(context::Settings {
         currency: config.currency.to_uppercase(),
@@ -93,5 +103,5 @@ pub fn build_schema(
 
 /// The SDL, as printed by `lockstep schema` and kept in `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(&Config::default(), None, None).sdl()
+    build_schema(&Config::default(), None, None, None, None).sdl()
 }

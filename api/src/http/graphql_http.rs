@@ -15,6 +15,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Span;
 
@@ -328,18 +329,23 @@ async fn execute(
             request_error: true,
         });
     }
-    let doc = match async_graphql::parser::parse_query(&params.query) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let err = ServerError::new(e.to_string(), e.positions().next());
-            let code = ErrorCode::BadUserInput.as_str();
-            metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
-            span.record("code", code);
-            return Ok(Executed {
-                body: json!({ "errors": [error_json(err, request_id)] }),
-                request_error: true,
-            });
-        }
+    // A document seen before comes from the cache; a new one is parsed here
+    // once and handed to the schema, whose extension keeps it.
+    let (doc, fresh) = match state.documents.get(&params.query) {
+        Some(doc) => (doc, false),
+        None => match async_graphql::parser::parse_query(&params.query) {
+            Ok(doc) => (Arc::new(doc), true),
+            Err(e) => {
+                let err = ServerError::new(e.to_string(), e.positions().next());
+                let code = ErrorCode::BadUserInput.as_str();
+                metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
+                span.record("code", code);
+                return Ok(Executed {
+                    body: json!({ "errors": [error_json(err, request_id)] }),
+                    request_error: true,
+                });
+            }
+        },
     };
     if let Some(reason) = super::hostile::enum_as_string(&doc) {
         let code = ErrorCode::BadUserInput.as_str();
@@ -411,6 +417,9 @@ async fn execute(
         }
     }
     let mut request = Request::new(params.query);
+    if fresh && let Ok(doc) = Arc::try_unwrap(doc) {
+        request.set_parsed_query(doc);
+    }
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
@@ -428,6 +437,7 @@ async fn execute(
     crate::graphql::loaders::register(
         &mut request.data,
         &state.db,
+        &state.metrics_db,
         Duration::from_micros(state.config.loader_delay_us),
     );
     let response = state.schema.execute(request).await;

@@ -182,6 +182,7 @@ pub async fn get_or_upgrade(State(state): State<AppState>, req: Request) -> Resp
                     crate::graphql::loaders::register(
                         &mut data,
                         &state.db,
+                        &state.metrics_db,
                         Duration::from_micros(state.config.loader_delay_us),
                     );
                     Ok(data)

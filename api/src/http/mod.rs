@@ -12,6 +12,7 @@ pub use ops::metrics_router;
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
+use crate::graphql::documents::DocumentCache;
 use crate::graphql::{LockstepSchema, build_schema};
 use crate::jobs::RunnerHealth;
 use crate::metrics::cache::MetricsCache;
@@ -37,10 +38,15 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// The metric statements' pool (PostgreSQL: a second, smaller pool that
+    /// plans each statement for its period; SQLite: `db`).
+    pub metrics_db: DatabaseConnection,
     pub schema: LockstepSchema,
+    /// Parsed documents by query text (the schema's extension and the handler share it).
+    pub documents: DocumentCache,
     pub keys: Arc<JwtKeys>,
     pub config: Arc<Config>,
-    /// SQL statements issued through `db` (tests and benchmarks read it).
+    /// SQL statements issued through `db` and `metrics_db` (tests and benchmarks read it).
     pub statements: Arc<StatementCounter>,
     /// Whole metric responses, keyed by role, request and data version.
     pub metrics_cache: MetricsCache,
@@ -77,12 +83,21 @@ impl App {
         let statements = Arc::new(StatementCounter::default());
         let db = db::connect(config.database_url(), statements.clone()).await?;
         crate::setup::migrate(&db).await?;
+        let metrics_db =
+            db::connect_metrics(config.database_url(), &db, statements.clone()).await?;
         let keys = Arc::new(JwtKeys::from_config(&config)?);
         crate::webhooks::service::sync_declared(&db, &config.integrations)
             .await
             .map_err(|e| StartError::Integrations(e.detail()))?;
         let webhook_key = crate::webhooks::secrets::WebhookKey::from_config(&config).map(Arc::new);
-        let schema = build_schema(&config, Some(db.clone()), webhook_key.clone());
+        let documents = DocumentCache::new();
+        let schema = build_schema(
+            &config,
+            Some(db.clone()),
+            Some(metrics_db.clone()),
+            Some(documents.clone()),
+            webhook_key.clone(),
+        );
         let limiter = Arc::new(Limiter::with_database(
             &config.rate_limits,
             &config.webhook_rate,
@@ -90,7 +105,9 @@ impl App {
         ));
         let state = AppState {
             db,
+            metrics_db,
             schema,
+            documents,
             keys,
             metrics_cache: MetricsCache::new(config.metrics_cache_secs),
             telemetry: Arc::new(Metrics::new()),

@@ -259,10 +259,11 @@ pub async fn run(
     Ok(report)
 }
 
-/// Refreshes the planner's statistics (PostgreSQL and SQLite), so the first
+/// Refreshes the planner's statistics of every table (PostgreSQL `VACUUM
+/// (ANALYZE)` on the plain connection, SQLite `ANALYZE`), so the first
 /// queries after a big import are planned on the real row counts.
 pub async fn analyze(db: &DatabaseConnection) -> AppResult<()> {
-    db.execute_unprepared("ANALYZE").await?;
+    crate::db::refresh_statistics(db).await?;
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! `metrics(period, filter)`: every metric as a flat, BI-friendly shape.
 //! Each field runs its own SQL only when selected.
+//! Metric statements run on the metrics pool (`context::metrics_db`).
 
 use super::service::{self, GroupBy, Interval, MetricFilter, Model, Period, SeriesMetric};
 use crate::auth::READERS;
-use crate::graphql::context::{db, parse_id, parse_ids, require, settings};
+use crate::graphql::context::{metrics_db, parse_id, parse_ids, require, settings};
 use crate::records::common::units_to_money;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -71,16 +72,17 @@ impl MetricsQuery {
 pub struct Metrics {
     period: Period,
     filter: MetricFilter,
-    /// Won/lost outcomes, shared by winRate, averageDealSize, wonRevenue and salesCycle.
+    /// Won/lost counts and won amount, one statement shared by winRate,
+    /// averageDealSize and wonRevenue (salesCycle reads its median apart).
     outcomes: tokio::sync::OnceCell<service::Outcomes>,
 }
 
 impl Metrics {
     async fn outcomes(&self, ctx: &Context<'_>) -> Result<&service::Outcomes> {
-        let db = db(ctx)?;
+        let db = metrics_db(ctx)?;
         Ok(self
             .outcomes
-            .get_or_try_init(|| service::outcomes(db, &self.period, &self.filter))
+            .get_or_try_init(|| service::outcome_totals(db, &self.period, &self.filter))
             .await?)
     }
 }
@@ -201,7 +203,7 @@ impl Pipeline {
     /// pipeline / (the goal's target − revenue won in the goal's period, by
     /// its filters, before the period's end). Null once the goal is met.
     async fn coverage(&self, ctx: &Context<'_>, goal_id: ID) -> Result<Option<f64>> {
-        let db = db(ctx)?;
+        let db = metrics_db(ctx)?;
         let g = crate::goals::service::get(db, parse_id(&goal_id, "goalId")?).await?;
         if g.metric != entity::enums::GoalMetric::RevenueWon {
             return Err(crate::error::AppError::bad_input(
@@ -337,7 +339,7 @@ impl Metrics {
     /// The combined funnel of the leads created in the period
     /// (docs/metrics.md, "Funnel").
     async fn funnel(&self, ctx: &Context<'_>) -> Result<Funnel> {
-        let f = service::funnel(db(ctx)?, &self.period, &self.filter).await?;
+        let f = service::funnel(metrics_db(ctx)?, &self.period, &self.filter).await?;
         let name = |s: &str| match s {
             "INQUIRY" => FunnelStageName::Inquiry,
             "MQL" => FunnelStageName::Mql,
@@ -375,7 +377,8 @@ impl Metrics {
             ClosedLoopGroup::CampaignKind => GroupBy::CampaignKind,
             ClosedLoopGroup::Segment => GroupBy::Segment,
         };
-        let rows = service::closed_loop(db(ctx)?, &self.period, &self.filter, group).await?;
+        let rows =
+            service::closed_loop(metrics_db(ctx)?, &self.period, &self.filter, group).await?;
         Ok(rows
             .into_iter()
             .map(|r| ClosedLoopRow {
@@ -406,7 +409,7 @@ impl Metrics {
             AttributionModel::WShaped => Model::WShaped,
         };
         let (credits, total) =
-            service::attribution(db(ctx)?, &self.period, &self.filter, model).await?;
+            service::attribution(metrics_db(ctx)?, &self.period, &self.filter, model).await?;
         let total = money(total, &currency);
         let exacts: Vec<_> = credits
             .iter()
@@ -454,13 +457,13 @@ impl Metrics {
     /// Median days from creation to close of the opportunities won in the
     /// period (docs/metrics.md, "Win rate, average deal size…").
     async fn sales_cycle(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
-        Ok(self.outcomes(ctx).await?.median_cycle_days)
+        Ok(service::sales_cycle_days(metrics_db(ctx)?, &self.period, &self.filter).await?)
     }
 
     /// Median hours from a lead's creation to its first touch (leads created
     /// in the period; docs/metrics.md, "Speed to lead").
     async fn speed_to_lead(&self, ctx: &Context<'_>) -> Result<SpeedToLead> {
-        let s = service::speed_to_lead(db(ctx)?, &self.period, &self.filter).await?;
+        let s = service::speed_to_lead(metrics_db(ctx)?, &self.period, &self.filter).await?;
         Ok(SpeedToLead {
             median_hours: s.median_hours,
             touched: s.touched,
@@ -471,9 +474,11 @@ impl Metrics {
     /// Of the accounts that were customers at `from`, the fraction not
     /// churned before `to` (docs/metrics.md, "Retention").
     async fn retention(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
-        Ok(service::retention(db(ctx)?, &self.period, &self.filter)
-            .await?
-            .rate())
+        Ok(
+            service::retention(metrics_db(ctx)?, &self.period, &self.filter)
+                .await?
+                .rate(),
+        )
     }
 
     /// The pipeline as it stood at the period's end: opportunities created
@@ -481,7 +486,7 @@ impl Metrics {
     /// by that stage, at their current amount (docs/metrics.md, "Pipeline").
     async fn pipeline(&self, ctx: &Context<'_>) -> Result<Pipeline> {
         let currency = settings(ctx)?.currency.clone();
-        let stages = service::pipeline(db(ctx)?, &self.period, &self.filter).await?;
+        let stages = service::pipeline(metrics_db(ctx)?, &self.period, &self.filter).await?;
         let total: i64 = stages.iter().map(|s| s.amount).sum();
         Ok(Pipeline {
             units: total,
@@ -523,7 +528,7 @@ impl Metrics {
             SeriesInterval::Month => Interval::Month,
             SeriesInterval::Quarter => Interval::Quarter,
         };
-        let buckets = service::series(db(ctx)?, &self.period, &self.filter, m, i).await?;
+        let buckets = service::series(metrics_db(ctx)?, &self.period, &self.filter, m, i).await?;
         Ok(buckets
             .into_iter()
             .map(|b| {
@@ -564,7 +569,7 @@ impl Metrics {
         ctx: &Context<'_>,
         policy_id: ID,
     ) -> Result<Vec<crate::metrics::handoffs::graphql::SlaComplianceRow>> {
-        let db = db(ctx)?;
+        let db = metrics_db(ctx)?;
         let policy =
             crate::records::handoffs::policies::get(db, parse_id(&policy_id, "policyId")?).await?;
         let rows = crate::metrics::handoffs::sla_compliance(
@@ -592,7 +597,7 @@ impl Metrics {
         group_by: crate::metrics::handoffs::graphql::HandoffAuditGroup,
     ) -> Result<Vec<crate::metrics::handoffs::graphql::HandoffAuditRow>> {
         let rows = crate::metrics::handoffs::handoff_audit(
-            db(ctx)?,
+            metrics_db(ctx)?,
             &self.period,
             &self.filter,
             group_by.into(),

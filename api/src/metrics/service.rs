@@ -612,8 +612,20 @@ pub async fn outcomes(
     p: &Period,
     f: &MetricFilter,
 ) -> AppResult<Outcomes> {
-    let backend = db.get_database_backend();
-    let mut q = Sql::new(backend);
+    let mut out = outcome_totals(db, p, f).await?;
+    out.median_cycle_days = sales_cycle_days(db, p, f).await?;
+    Ok(out)
+}
+
+/// Won and lost opportunities closed in the period and their won amount, in
+/// one statement (winRate, averageDealSize and wonRevenue share it); no
+/// sales cycle (`median_cycle_days` stays `None`).
+pub async fn outcome_totals(
+    db: &impl ConnectionTrait,
+    p: &Period,
+    f: &MetricFilter,
+) -> AppResult<Outcomes> {
+    let mut q = Sql::new(db.get_database_backend());
     outcome_counts(&mut q, p, f);
     let mut out = Outcomes::default();
     if let Some(row) = db.query_one_raw(q.statement()).await? {
@@ -621,6 +633,16 @@ pub async fn outcomes(
         out.lost = i64_at(&row, "lost")?;
         out.won_amount = i64_at(&row, "won_amount")?;
     }
+    Ok(out)
+}
+
+/// Median days from creation to close of the opportunities won in the period.
+pub async fn sales_cycle_days(
+    db: &impl ConnectionTrait,
+    p: &Period,
+    f: &MetricFilter,
+) -> AppResult<Option<f64>> {
+    let backend = db.get_database_backend();
     let mut q = Sql::new(backend);
     let days = format!("{} / 24.0", q.hours("o.created_at", "o.closed_at"));
     let mut inner = Sql::new(backend);
@@ -630,10 +652,10 @@ pub async fn outcomes(
     let (text, values) = inner.into_parts();
     let m = q.median_by(&text);
     q.push_with(&m, values);
-    if let Some(row) = db.query_one_raw(q.statement()).await? {
-        out.median_cycle_days = f64_at(&row, "median")?;
+    match db.query_one_raw(q.statement()).await? {
+        Some(row) => f64_at(&row, "median"),
+        None => Ok(None),
     }
-    Ok(out)
 }
 
 // ------------------------------------------------------------- speed to lead
