@@ -476,17 +476,16 @@ impl Cx {
             } else {
                 stage_change::Column::OpportunityId
             };
-            let rows: Vec<(Option<Uuid>, Option<Uuid>, String, DateTime<Utc>)> =
-                stage_change::Entity::find()
-                    .select_only()
-                    .column(stage_change::Column::LeadId)
-                    .column(stage_change::Column::OpportunityId)
-                    .column(stage_change::Column::ToStage)
-                    .column(stage_change::Column::At)
-                    .filter(column.is_in(chunk.iter().copied()))
-                    .into_tuple()
-                    .all(db)
-                    .await?;
+            let rows: Vec<HistoryRow> = stage_change::Entity::find()
+                .select_only()
+                .column(stage_change::Column::LeadId)
+                .column(stage_change::Column::OpportunityId)
+                .column(stage_change::Column::ToStage)
+                .column(stage_change::Column::At)
+                .filter(column.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(db)
+                .await?;
             let mut memo = self.memo();
             for id in chunk {
                 memo.histories.entry(*id).or_default();
@@ -523,6 +522,9 @@ impl Cx {
         self.id(db, kind, &key).await
     }
 }
+
+/// A stage history entry as the memo reads it: lead, opportunity, stage, time.
+type HistoryRow = (Option<Uuid>, Option<Uuid>, String, DateTime<Utc>);
 
 /// `(system, id)` of an external id.
 type ExternalRefKey = (String, String);
