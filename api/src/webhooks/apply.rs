@@ -197,10 +197,13 @@ pub async fn run(db: DatabaseConnection, currency: String, payload: Value) -> Jo
         .await?;
     let mut blocked = None;
     for other in earlier {
-        // A failure here is not counted on it: its own job retries it.
+        // A failure here is not counted on it: its own job retries it. The
+        // events after it wait too: applying a later one now (its record may
+        // have appeared meanwhile) would make the failed one look superseded.
         if let Err(e) = apply_one(&db, &currency, other, false).await {
             tracing::debug!(event = %other, error = %e, "an earlier event of the record failed");
             blocked = Some(other);
+            break;
         }
     }
     if let Some(other) = blocked {
