@@ -66,18 +66,7 @@ pub async fn link(
             Some("externalIds"),
             format!("{}:{} already maps to another record", key.system, key.id),
         )),
-        None => {
-            w.insert(external_id::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                record_kind: Set(kind),
-                system: Set(key.system.clone()),
-                external_id: Set(key.id.clone()),
-                record_id: Set(record_id),
-                created_at: Set(super::common::now()),
-            })
-            .await?;
-            Ok(())
-        }
+        None => link_free(w, kind, key, record_id).await,
     }
 }
 
