@@ -21,6 +21,7 @@ mod metrics;
 mod numbers;
 mod opportunities;
 mod ops;
+mod plans;
 mod reference;
 mod rollups;
 mod seed;

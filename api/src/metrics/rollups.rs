@@ -43,16 +43,26 @@ impl Won {
     fn condition(&self, q: &mut Sql) {
         match self {
             Won::All => {}
-            Won::Some { opps, leads } => {
-                q.push(" AND (1 = 0");
-                if !opps.is_empty() {
-                    q.push(" OR o.id IN ").bind_list(opps.iter().copied());
+            // No constant `1 = 0 OR …` opener: SQLite does not fold it away,
+            // and an OR with a constant term scans the whole table (every
+            // term of an OR must be indexable for SQLite to use the indexes).
+            Won::Some { opps, leads } => match (opps.is_empty(), leads.is_empty()) {
+                (true, true) => {
+                    q.push(" AND 1 = 0");
                 }
-                if !leads.is_empty() {
+                (false, true) => {
+                    q.push(" AND o.id IN ").bind_list(opps.iter().copied());
+                }
+                (true, false) => {
+                    q.push(" AND o.lead_id IN ")
+                        .bind_list(leads.iter().copied());
+                }
+                (false, false) => {
+                    q.push(" AND (o.id IN ").bind_list(opps.iter().copied());
                     q.push(" OR o.lead_id IN ").bind_list(leads.iter().copied());
+                    q.push(")");
                 }
-                q.push(")");
-            }
+            },
         }
     }
 }
@@ -301,15 +311,28 @@ pub struct Scope {
 
 impl Scope {
     fn condition(&self, q: &mut Sql) {
-        q.push(" WHERE (1 = 0");
-        if !self.leads.is_empty() {
-            q.push(" OR l.id IN ").bind_list(self.leads.iter().copied());
+        // Without a constant `1 = 0 OR …` opener (see `Won::condition`):
+        // SQLite would scan every lead.
+        match (self.leads.is_empty(), self.accounts.is_empty()) {
+            (true, true) => {
+                q.push(" WHERE 1 = 0");
+            }
+            (false, true) => {
+                q.push(" WHERE l.id IN ")
+                    .bind_list(self.leads.iter().copied());
+            }
+            (true, false) => {
+                q.push(" WHERE l.account_id IN ")
+                    .bind_list(self.accounts.iter().copied());
+            }
+            (false, false) => {
+                q.push(" WHERE (l.id IN ")
+                    .bind_list(self.leads.iter().copied());
+                q.push(" OR l.account_id IN ")
+                    .bind_list(self.accounts.iter().copied());
+                q.push(")");
+            }
         }
-        if !self.accounts.is_empty() {
-            q.push(" OR l.account_id IN ")
-                .bind_list(self.accounts.iter().copied());
-        }
-        q.push(")");
         if !self.except_leads.is_empty() {
             q.push(" AND l.id NOT IN ")
                 .bind_list(self.except_leads.iter().copied());
