@@ -143,6 +143,10 @@ enum Command {
         /// Lines per batch: a batch is written all or nothing (one transaction).
         #[arg(long, default_value_t = api::import::DEFAULT_BATCH)]
         batch_size: usize,
+        /// Batches written side by side at most, when their lines do not
+        /// depend on each other (0: 4 on PostgreSQL, 1 on SQLite).
+        #[arg(long, default_value_t = 0)]
+        parallel: usize,
         #[arg(long)]
         database_url: Option<String>,
     },
@@ -299,10 +303,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Import {
             file,
             batch_size,
+            parallel,
             database_url,
         } => {
             let _telemetry = init_tracing_with("warn");
-            match import(file, batch_size, database_url).await {
+            match import(file, batch_size, parallel, database_url).await {
                 Ok(0) => Ok(()),
                 Ok(_) => std::process::exit(1),
                 Err(e) => {
@@ -371,6 +376,7 @@ async fn main() -> anyhow::Result<()> {
 async fn import(
     file: std::path::PathBuf,
     batch_size: usize,
+    parallel: usize,
     database_url: Option<String>,
 ) -> anyhow::Result<usize> {
     let config = config_with(database_url)?;
@@ -390,6 +396,7 @@ async fn import(
             batch_size,
             progress: true,
             currency: config.currency.clone(),
+            parallel,
         },
     )
     .await

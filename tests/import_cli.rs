@@ -351,11 +351,13 @@ db_test!(
         };
         assert_eq!(lines_of("lead"), 300);
 
-        // SIGKILL once a few batches are in.
+        // SIGKILL once a few batches are in. Small batches, four side by
+        // side: a lead's lines often span two batches, which must then run
+        // in file order.
         let mut child = lockstep(app)
             .arg("import")
             .arg(&file)
-            .args(["--batch-size", "20"])
+            .args(["--batch-size", "20", "--parallel", "4"])
             .spawn()
             .unwrap();
         let started = Instant::now();
@@ -372,11 +374,12 @@ db_test!(
         let partial = count(app, "SELECT COUNT(*) FROM leads").await;
         assert!(partial < 300, "killed midway: {partial} leads");
 
-        let (code, out) = import(app, &file, &["--batch-size", "20"]).await;
+        let (code, out) = import(app, &file, &["--batch-size", "20", "--parallel", "4"]).await;
         assert_eq!(code, 0, "{out}");
 
+        // The reference: one batch at a time.
         let clean = TestApp::spawn(app.backend).await;
-        let (code, out) = import(&clean, &file, &["--batch-size", "50"]).await;
+        let (code, out) = import(&clean, &file, &["--batch-size", "50", "--parallel", "1"]).await;
         assert_eq!(code, 0, "{out}");
 
         let (rerun_counts, clean_counts) = (counts(app).await, counts(&clean).await);

@@ -117,7 +117,16 @@ pub struct ImportOptions {
     pub progress: bool,
     /// The deployment currency (money fields are in it).
     pub currency: String,
+    /// Batches written side by side at most (see [`Flight`]); 0 picks for
+    /// the database: [`DEFAULT_PARALLEL_POSTGRES`] on PostgreSQL, 1 on
+    /// SQLite (one writer at a time: more would only queue).
+    pub parallel: usize,
 }
+
+/// Batches in flight on PostgreSQL by default: a unit spends most of its
+/// time waiting for round trips, so a few side by side keep both the server
+/// and the database busy.
+pub const DEFAULT_PARALLEL_POSTGRES: usize = 4;
 
 #[derive(Debug, Clone, Default)]
 pub struct ImportReport {
@@ -219,6 +228,12 @@ pub async fn run(
         currency: opts.currency.to_uppercase(),
         memo: Mutex::default(),
     };
+    let parallel = match opts.parallel {
+        0 if crate::db::is_postgres(db) => DEFAULT_PARALLEL_POSTGRES,
+        0 => 1,
+        n => n,
+    };
+    let mut flight = Flight::new(db, &cx, parallel);
     let mut report = ImportReport::default();
     let mut batch = Vec::with_capacity(batch_size);
     let mut read = 0u64;
@@ -237,8 +252,8 @@ pub async fn run(
             }),
         }
         if batch.len() >= batch_size {
-            apply_batch(db, &cx, &mut batch, &mut report).await?;
-            batch.clear();
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+            flight.launch(full, &mut report).await?;
             if let Some(b) = &bar {
                 b.set_position(read);
                 b.set_message(format!(
@@ -249,7 +264,10 @@ pub async fn run(
             }
         }
     }
-    apply_batch(db, &cx, &mut batch, &mut report).await?;
+    if !batch.is_empty() {
+        flight.launch(batch, &mut report).await?;
+    }
+    flight.finish(&mut report).await?;
     if let Some(b) = bar {
         b.set_position(read);
         b.finish_and_clear();
@@ -271,6 +289,146 @@ struct Cx {
     actor: Actor,
     currency: String,
     memo: Mutex<Memo>,
+}
+
+impl Cx {
+    /// The same import's context with a memo of its own (one per batch).
+    fn fresh(&self) -> Cx {
+        Cx {
+            actor: self.actor.clone(),
+            currency: self.currency.clone(),
+            memo: Mutex::default(),
+        }
+    }
+}
+
+/// An external id: (kind, system, id).
+type RefKey = (RecordKind, String, String);
+
+/// What a batch writes and reads, for [`Flight`] to tell which batches may
+/// run side by side.
+#[derive(Debug, Default)]
+struct Reach {
+    /// It has users, accounts or campaigns: these are found by e-mail or
+    /// domain as well as by external id, so such a batch runs alone.
+    alone: bool,
+    /// External ids its lines define (a record is created or updated).
+    defines: HashSet<RefKey>,
+    /// External ids its lines refer to.
+    refers: HashSet<RefKey>,
+    /// Leads and opportunities it defines or changes (a history line, a
+    /// touch or a conversion changes its lead or opportunity).
+    records: HashSet<RefKey>,
+}
+
+impl Reach {
+    fn of(lines: &[Line]) -> Reach {
+        let mut reach = Reach::default();
+        for line in lines {
+            if matches!(line.kind, Kind::User | Kind::Account | Kind::Campaign) {
+                reach.alone = true;
+            }
+            for (field, kind) in reference_fields(line.kind) {
+                let Ok(Some(id)) = opt_external(&line.data, field) else {
+                    continue;
+                };
+                let Ok(key) = ExternalRef::normalized(&line.system, &id) else {
+                    continue;
+                };
+                let key = (*kind, key.system, key.id);
+                if matches!(kind, RecordKind::Lead | RecordKind::Opportunity) {
+                    reach.records.insert(key.clone());
+                }
+                if *field == "externalId" {
+                    reach.defines.insert(key);
+                } else {
+                    reach.refers.insert(key);
+                }
+            }
+        }
+        reach
+    }
+
+    /// Whether this batch (later in the file) must wait for `earlier`: it
+    /// refers to something `earlier` defines, or both change one record, or
+    /// either runs alone. Otherwise their order does not matter.
+    fn waits_for(&self, earlier: &Reach) -> bool {
+        self.alone
+            || earlier.alone
+            || !self.refers.is_disjoint(&earlier.defines)
+            || !self.records.is_disjoint(&earlier.records)
+    }
+}
+
+/// The batches in flight. Each is its own unit of work (all or nothing,
+/// retried on a deadlock); a batch starts once no earlier batch it depends
+/// on ([`Reach::waits_for`]) is still running, so every line sees what the
+/// lines before it in the file wrote, as in a run one batch at a time.
+struct Flight<'a> {
+    db: &'a DatabaseConnection,
+    cx: &'a Cx,
+    max: usize,
+    next: u64,
+    reach: HashMap<u64, Reach>,
+    running: futures_util::stream::FuturesUnordered<
+        futures_util::future::BoxFuture<'a, (u64, AppResult<ImportReport>)>,
+    >,
+}
+
+impl<'a> Flight<'a> {
+    fn new(db: &'a DatabaseConnection, cx: &'a Cx, max: usize) -> Self {
+        Flight {
+            db,
+            cx,
+            max: max.max(1),
+            next: 0,
+            reach: HashMap::new(),
+            running: Default::default(),
+        }
+    }
+
+    /// Starts `lines` as a batch once it may run; lands finished batches
+    /// into `report` meanwhile.
+    async fn launch(&mut self, lines: Vec<Line>, report: &mut ImportReport) -> AppResult<()> {
+        let reach = Reach::of(&lines);
+        while self.reach.len() >= self.max || self.reach.values().any(|e| reach.waits_for(e)) {
+            self.land(report).await?;
+        }
+        let id = self.next;
+        self.next += 1;
+        self.reach.insert(id, reach);
+        let (db, cx) = (self.db, self.cx.fresh());
+        self.running.push(Box::pin(async move {
+            let mut lines = lines;
+            let mut part = ImportReport::default();
+            let result = apply_batch(db, &cx, &mut lines, &mut part).await;
+            (id, result.map(|()| part))
+        }));
+        Ok(())
+    }
+
+    /// Waits for one batch to end.
+    async fn land(&mut self, report: &mut ImportReport) -> AppResult<()> {
+        use futures_util::StreamExt;
+        if let Some((id, result)) = self.running.next().await {
+            self.reach.remove(&id);
+            let part = result?;
+            report.batches += part.batches;
+            for (kind, n) in part.applied {
+                *report.applied.entry(kind).or_default() += n;
+            }
+            report.refused.extend(part.refused);
+        }
+        Ok(())
+    }
+
+    /// Waits for every batch still running.
+    async fn finish(&mut self, report: &mut ImportReport) -> AppResult<()> {
+        while !self.reach.is_empty() {
+            self.land(report).await?;
+        }
+        Ok(())
+    }
 }
 
 /// What the current attempt of a batch has read, kept with its own writes:
