@@ -78,7 +78,9 @@ fn change(from: Value, to: &str, at: &str, reason: Value, actor: &str) -> Value 
 
 db_test!(a_crm_export_reads_back_exactly_as_given, |app| async move {
     let file = fixture("small.jsonl");
-    let (code, out) = import(app, &file, &[]).await;
+    // Batches of one or two lines, four side by side: each line that names
+    // a record of a batch still running must wait for it.
+    let (code, out) = import(app, &file, &["--batch-size", "1", "--parallel", "4"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("imported 11 of 11 lines"), "{out}");
 

@@ -236,6 +236,7 @@ pub async fn run(
     let mut flight = Flight::new(db, &cx, parallel);
     let mut report = ImportReport::default();
     let mut batch = Vec::with_capacity(batch_size);
+    let mut reach = Reach::default();
     let mut read = 0u64;
     for (i, text) in input.lines().enumerate() {
         let text = text.map_err(AppError::internal)?;
@@ -244,16 +245,25 @@ pub async fn run(
             continue;
         }
         report.lines += 1;
-        match parse_line(i + 1, &text) {
-            Ok(line) => batch.push(line),
-            Err(reason) => report.refused.push(Refusal {
-                line: i + 1,
-                reason,
-            }),
-        }
-        if batch.len() >= batch_size {
+        let line = match parse_line(i + 1, &text) {
+            Ok(line) => line,
+            Err(reason) => {
+                report.refused.push(Refusal {
+                    line: i + 1,
+                    reason,
+                });
+                continue;
+            }
+        };
+        // A full batch ends before a line that does not refer to one of its
+        // records: a record's lines (a lead, its history, its touches) stay
+        // in one batch, so the next batch need not wait for this one. Up to
+        // twice the size, then it ends anyway.
+        if batch.len() >= batch_size && (batch.len() >= 2 * batch_size || !reach.needed_by(&line)) {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-            flight.launch(full, &mut report).await?;
+            flight
+                .launch(full, std::mem::take(&mut reach), &mut report)
+                .await?;
             if let Some(b) = &bar {
                 b.set_position(read);
                 b.set_message(format!(
@@ -263,9 +273,11 @@ pub async fn run(
                 ));
             }
         }
+        reach.add(&line);
+        batch.push(line);
     }
     if !batch.is_empty() {
-        flight.launch(batch, &mut report).await?;
+        flight.launch(batch, reach, &mut report).await?;
     }
     flight.finish(&mut report).await?;
     if let Some(b) = bar {
@@ -322,31 +334,26 @@ struct Reach {
 }
 
 impl Reach {
-    fn of(lines: &[Line]) -> Reach {
-        let mut reach = Reach::default();
-        for line in lines {
-            if matches!(line.kind, Kind::User | Kind::Account | Kind::Campaign) {
-                reach.alone = true;
+    /// Adds a line of the batch.
+    fn add(&mut self, line: &Line) {
+        if matches!(line.kind, Kind::User | Kind::Account | Kind::Campaign) {
+            self.alone = true;
+        }
+        for (field, kind, key) in line_keys(line) {
+            if matches!(kind, RecordKind::Lead | RecordKind::Opportunity) {
+                self.records.insert(key.clone());
             }
-            for (field, kind) in reference_fields(line.kind) {
-                let Ok(Some(id)) = opt_external(&line.data, field) else {
-                    continue;
-                };
-                let Ok(key) = ExternalRef::normalized(&line.system, &id) else {
-                    continue;
-                };
-                let key = (*kind, key.system, key.id);
-                if matches!(kind, RecordKind::Lead | RecordKind::Opportunity) {
-                    reach.records.insert(key.clone());
-                }
-                if *field == "externalId" {
-                    reach.defines.insert(key);
-                } else {
-                    reach.refers.insert(key);
-                }
+            if field == "externalId" {
+                self.defines.insert(key);
+            } else {
+                self.refers.insert(key);
             }
         }
-        reach
+    }
+
+    /// Whether `line` refers to a record this batch defines.
+    fn needed_by(&self, line: &Line) -> bool {
+        line_keys(line).any(|(field, _, key)| field != "externalId" && self.defines.contains(&key))
     }
 
     /// Whether this batch (later in the file) must wait for `earlier`: it
@@ -358,6 +365,17 @@ impl Reach {
             || !self.refers.is_disjoint(&earlier.defines)
             || !self.records.is_disjoint(&earlier.records)
     }
+}
+
+/// The external ids a line names: (field, kind, key).
+fn line_keys(line: &Line) -> impl Iterator<Item = (&'static str, RecordKind, RefKey)> + '_ {
+    reference_fields(line.kind)
+        .iter()
+        .filter_map(move |(field, kind)| {
+            let id = opt_external(&line.data, field).ok().flatten()?;
+            let key = ExternalRef::normalized(&line.system, &id).ok()?;
+            Some((*field, *kind, (*kind, key.system, key.id)))
+        })
 }
 
 /// The batches in flight. Each is its own unit of work (all or nothing,
@@ -389,8 +407,12 @@ impl<'a> Flight<'a> {
 
     /// Starts `lines` as a batch once it may run; lands finished batches
     /// into `report` meanwhile.
-    async fn launch(&mut self, lines: Vec<Line>, report: &mut ImportReport) -> AppResult<()> {
-        let reach = Reach::of(&lines);
+    async fn launch(
+        &mut self,
+        lines: Vec<Line>,
+        reach: Reach,
+        report: &mut ImportReport,
+    ) -> AppResult<()> {
         while self.reach.len() >= self.max || self.reach.values().any(|e| reach.waits_for(e)) {
             self.land(report).await?;
         }
@@ -1391,5 +1413,57 @@ fn renumber(e: AppError, kept: &[usize]) -> AppError {
         AppError::NotFound(what) => AppError::NotFound(fix(what)),
         AppError::Forbidden(message) => AppError::Forbidden(fix(message)),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> Line {
+        parse_line(1, text).expect("a valid line")
+    }
+
+    fn reach(lines: &[&str]) -> Reach {
+        let mut r = Reach::default();
+        for l in lines {
+            r.add(&line(l));
+        }
+        r
+    }
+
+    const LEAD_1: &str = r#"{"type":"lead","system":"crm","externalId":"L-1","email":"a@x.example","accountExternalId":"A-1"}"#;
+    const HISTORY_1: &str =
+        r#"{"type":"stage_change","system":"crm","leadExternalId":"L-1","changes":[]}"#;
+    const TOUCH_1: &str = r#"{"type":"touchpoint","system":"crm","leadExternalId":"L-1","campaignExternalId":"C-1","occurredAt":"2026-01-01T00:00:00Z"}"#;
+    const LEAD_2: &str = r#"{"type":"lead","system":"crm","externalId":"L-2","email":"b@x.example","accountExternalId":"A-1"}"#;
+    const ACCOUNT: &str =
+        r#"{"type":"account","system":"crm","externalId":"A-2","name":"Initech"}"#;
+
+    #[test]
+    fn a_batch_waits_only_for_the_batches_it_depends_on() {
+        let first = reach(&[LEAD_1]);
+        // Its history and touches refer to L-1: they wait.
+        assert!(reach(&[HISTORY_1]).waits_for(&first));
+        assert!(reach(&[TOUCH_1]).waits_for(&first));
+        // Another lead of the same account does not (the account is only
+        // referred to by both).
+        assert!(!reach(&[LEAD_2]).waits_for(&first));
+        // Two batches that change one lead keep their order.
+        assert!(reach(&[TOUCH_1]).waits_for(&reach(&[HISTORY_1])));
+        // Accounts, users and campaigns run alone, both ways.
+        assert!(reach(&[ACCOUNT]).waits_for(&first));
+        assert!(reach(&[LEAD_2]).waits_for(&reach(&[ACCOUNT])));
+        // The same system's id, spelt with other case or spaces, is the same key.
+        let spaced = LEAD_1.replace(r#""system":"crm""#, r#""system":" CRM ""#);
+        assert!(reach(&[HISTORY_1]).waits_for(&reach(&[&spaced])));
+    }
+
+    #[test]
+    fn a_full_batch_keeps_the_lines_of_its_records() {
+        let open = reach(&[LEAD_1]);
+        assert!(open.needed_by(&line(HISTORY_1)));
+        assert!(open.needed_by(&line(TOUCH_1)));
+        assert!(!open.needed_by(&line(LEAD_2)));
     }
 }
