@@ -119,6 +119,8 @@ async fn plan(db: &DatabaseConnection, sql: &str, n: usize) -> Result<Vec<String
                 .rev()
                 .find(|i| sql.contains(&format!("${i}")))
                 .unwrap_or(0);
+            // Read-only: the statement is planned, never run, and rolled back.
+            #[allow(clippy::disallowed_methods)]
             let txn = db.begin().await.map_err(|e| e.to_string())?;
             let run = async {
                 txn.execute_unprepared(
