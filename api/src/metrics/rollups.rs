@@ -124,7 +124,14 @@ pub async fn refresh_credits(db: &impl ConnectionTrait, scope: Won) -> AppResult
     // same won opportunities take turns: the second one recomputes from what
     // the first committed.
     let mut won = Sql::new(backend);
-    won.push("SELECT o.id FROM opportunities o WHERE o.stage = 'CLOSED_WON'");
+    // On SQLite `+` keeps the stage index out of it: searched on the stage
+    // alone it reads every won opportunity; the ids and leads in scope are
+    // the few rows to read.
+    won.push(if backend == DbBackend::Sqlite {
+        "SELECT o.id FROM opportunities o WHERE +o.stage = 'CLOSED_WON'"
+    } else {
+        "SELECT o.id FROM opportunities o WHERE o.stage = 'CLOSED_WON'"
+    });
     scope.condition(&mut won);
     won.push(" ORDER BY o.id");
     if backend == DbBackend::Postgres {
