@@ -350,7 +350,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let _telemetry = init_tracing();
             let config = config_with(database_url)?;
-            let db = api::db::connect(config.database_url(), Default::default()).await?;
+            let db = api::db::connect_bulk(config.database_url(), Default::default()).await?;
             api::setup::migrate(&db).await?;
             let started = std::time::Instant::now();
             let report = tools::seed::seed(
@@ -384,7 +384,7 @@ async fn import(
         std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
     let total = input.metadata().map(|m| m.len()).unwrap_or(0);
     let counter = std::sync::Arc::new(api::db::StatementCounter::default());
-    let db = api::db::connect(config.database_url(), counter.clone()).await?;
+    let db = api::db::connect_bulk(config.database_url(), counter.clone()).await?;
     api::setup::migrate(&db).await?;
     let before = counter.get();
     let started = std::time::Instant::now();

@@ -46,7 +46,16 @@ pub enum Pool {
     Main,
     /// The metric statements (PostgreSQL: planned for each period).
     Metrics,
+    /// A bulk load (`lockstep import`, `lockstep seed`): as `Main`, but on
+    /// SQLite each connection keeps a page cache of `BULK_SQLITE_CACHE_KIB`
+    /// instead of SQLite's 2 MB default, so the indexes a million-lead load
+    /// probes stay in memory instead of being read back page by page.
+    Bulk,
 }
+
+/// The page cache of each SQLite connection of a bulk load, in KiB (a
+/// negative `cache_size` is KiB): 256 MiB. Only pages read are allocated.
+pub const BULK_SQLITE_CACHE_KIB: u32 = 256 * 1024;
 
 /// Connects to `url` (`sqlite://…` or `postgres://…`): the main pool.
 pub async fn connect(
@@ -54,6 +63,14 @@ pub async fn connect(
     counter: Arc<StatementCounter>,
 ) -> Result<DatabaseConnection, DbErr> {
     connect_pool(url, counter, Pool::Main).await
+}
+
+/// Connects for a bulk load: see `Pool::Bulk`.
+pub async fn connect_bulk(
+    url: &str,
+    counter: Arc<StatementCounter>,
+) -> Result<DatabaseConnection, DbErr> {
+    connect_pool(url, counter, Pool::Bulk).await
 }
 
 /// The pool the metric statements use, beside `main` (and counted by the
@@ -81,7 +98,7 @@ async fn connect_pool(
     let mut options = ConnectOptions::new(url.to_owned());
     let max = match (is_sqlite, pool) {
         (true, _) => 8,
-        (false, Pool::Main) => 16,
+        (false, Pool::Main | Pool::Bulk) => 16,
         (false, Pool::Metrics) => 8,
     };
     options
@@ -93,17 +110,23 @@ async fn connect_pool(
     if is_sqlite {
         // WAL lets readers run beside the one writer; foreign keys on; writers
         // wait for each other instead of failing.
-        options.map_sqlx_sqlite_opts(|o| {
+        options.map_sqlx_sqlite_opts(move |o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-            o.journal_mode(SqliteJournalMode::Wal)
+            let o = o
+                .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(Duration::from_secs(10));
+            if pool == Pool::Bulk {
+                o.pragma("cache_size", format!("-{BULK_SQLITE_CACHE_KIB}"))
+            } else {
+                o
+            }
         });
     }
     if !is_sqlite {
         options.map_sqlx_postgres_opts(move |o| match pool {
-            Pool::Main => o.options(PG_SESSION),
+            Pool::Main | Pool::Bulk => o.options(PG_SESSION),
             Pool::Metrics => o.options(PG_METRIC_SESSION),
         });
     }
