@@ -297,6 +297,12 @@ async fn snapshot(app: &TestApp) -> Vec<Vec<String>> {
             "opportunity_id, model, closed_at, campaign_id, d, units, shares",
         )
         .await,
+        dump(
+            app,
+            "lead_rollup_bi",
+            &format!("day, source, campaign_id, team_id, segment, {counts}"),
+        )
+        .await,
     ]
 }
 
@@ -413,9 +419,14 @@ db_test!(
         let kept = snapshot(app).await;
         api::metrics::rollups::rebuild(app.db()).await.unwrap();
         let rebuilt = snapshot(app).await;
-        for (i, name) in ["lead_rollup", "lead_rollup_segment", "attribution_credits"]
-            .iter()
-            .enumerate()
+        for (i, name) in [
+            "lead_rollup",
+            "lead_rollup_segment",
+            "attribution_credits",
+            "lead_rollup_bi",
+        ]
+        .iter()
+        .enumerate()
         {
             assert!(!rebuilt[i].is_empty(), "{name} is empty");
             assert_eq!(kept[i], rebuilt[i], "{name} differs from a rebuild");

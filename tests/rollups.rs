@@ -95,7 +95,8 @@ fn query() -> String {
          closedLoop(groupBy: SOURCE) {{ key leads mqls opportunities won wonRevenue }} \
          byCampaign: closedLoop(groupBy: CAMPAIGN) {{ key campaignName leads won wonRevenue }} \
          bySegment: closedLoop(groupBy: SEGMENT) {{ key leads won wonRevenue }} {models} }} \
-         ent: metrics({JAN}, filter: {{segment: ENTERPRISE}}) {{ funnel {{ stages {{ stage reached }} }} }} }}"
+         ent: metrics({JAN}, filter: {{segment: ENTERPRISE}}) {{ funnel {{ stages {{ stage reached }} }} }} \
+         entPaid: metrics({JAN}, filter: {{segment: ENTERPRISE, source: PAID}}) {{ funnel {{ stages {{ stage reached }} }} }} }}"
     )
 }
 
@@ -167,6 +168,7 @@ db_test!(rollups_follow_every_write, |app| async move {
     let (before, ent) = (data(&resp)["metrics"].clone(), data(&resp)["ent"].clone());
     assert_eq!(reached(&before), [3, 3, 2, 2, 2, 1], "{before}");
     assert_eq!(reached(&ent), [0; 6], "{ent}");
+    assert_eq!(reached(&data(&resp)["entPaid"]), [0; 6]);
     assert_eq!(
         credits(&before, "LINEAR"),
         pairs(&[("A", "500.00"), ("B", "500.00")])
@@ -203,6 +205,9 @@ db_test!(rollups_follow_every_write, |app| async move {
     let (after, ent) = (data(&resp)["metrics"].clone(), data(&resp)["ent"].clone());
     assert_eq!(reached(&after), [3, 3, 2, 2, 2, 2], "{after}");
     assert_eq!(reached(&ent), [3, 3, 2, 2, 2, 2], "{ent}");
+    // Segment crossed with source (`lead_rollup_bi`): L2, corrected to PAID,
+    // and L3, both of the account now ENTERPRISE.
+    assert_eq!(reached(&data(&resp)["entPaid"]), [2, 2, 1, 1, 1, 1]);
     assert_eq!(
         after["bySegment"],
         json!([{"key": "ENTERPRISE", "leads": 3, "won": 2, "wonRevenue": "1250.00"}])
@@ -238,11 +243,51 @@ db_test!(rollups_follow_every_write, |app| async move {
     assert_eq!(by_source(&after, "PAID")["wonRevenue"], "50.00");
     assert_eq!(by_source(&after, "WEB")["wonRevenue"], "1200.00");
 
+    if app.backend == Backend::Postgres {
+        bi_views_are_the_leads_aggregated(app).await;
+    }
+
     // What the writes kept is what a rebuild from the records gives.
     api::metrics::rollups::rebuild(app.db()).await.unwrap();
     let rebuilt = app.admin(&query(), json!({})).await;
     assert_eq!(resp, rebuilt);
 });
+
+/// The BI views `bi_funnel_daily` and `bi_closed_loop` read `lead_rollup_bi`;
+/// they hold exactly the rows of their first definition, which aggregated
+/// every lead of `bi_leads` on each read (PostgreSQL: the views are there
+/// only).
+async fn bi_views_are_the_leads_aggregated(app: &TestApp) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let funnel = "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, source, segment, campaign_id, team_id, \
+         COUNT(*) AS leads, COUNT(mql_at) AS reached_mql, COUNT(sal_at) AS reached_sal, \
+         COUNT(sql_at) AS reached_sql, COUNT(converted_at) AS reached_opportunity, \
+         COUNT(*) FILTER (WHERE won) AS reached_won FROM bi_leads GROUP BY 1, 2, 3, 4, 5";
+    let closed = "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, source, campaign_id, campaign_name, \
+         campaign_kind, segment, COUNT(*) AS leads, COUNT(mql_at) AS mqls, COUNT(opportunity_id) AS opportunities, \
+         COUNT(*) FILTER (WHERE won) AS won, COALESCE(SUM(won_amount), 0) AS won_revenue \
+         FROM bi_leads GROUP BY 1, 2, 3, 4, 5, 6";
+    let db = app.db();
+    let count = |sql: String| async move {
+        db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+    };
+    for (view, old) in [("bi_funnel_daily", funnel), ("bi_closed_loop", closed)] {
+        let rows = count(format!("SELECT COUNT(*) AS n FROM {view}")).await;
+        assert!(rows >= 4, "{view}: {rows} rows");
+        for (a, b) in [
+            (format!("SELECT * FROM {view}"), old.to_owned()),
+            (old.to_owned(), format!("SELECT * FROM {view}")),
+        ] {
+            let extra = count(format!("SELECT COUNT(*) AS n FROM ({a} EXCEPT {b}) x")).await;
+            assert_eq!(extra, 0, "{view}: rows of ({a}) not in ({b})");
+        }
+    }
+}
 
 // Writers at once (as from several replicas or webhook deliveries) on the
 // same rollup rows: every change counts once.

@@ -19,6 +19,7 @@ mod m20261202_000013_webhooks;
 mod m20261202_000014_operations;
 mod m20261202_000018_integration_client_secrets;
 mod m20261203_000019_lead_stage_source_index;
+mod m20261203_000020_bi_rollup;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_operations::Migration),
             Box::new(m20261202_000018_integration_client_secrets::Migration),
             Box::new(m20261203_000019_lead_stage_source_index::Migration),
+            Box::new(m20261203_000020_bi_rollup::Migration),
         ]
     }
 }

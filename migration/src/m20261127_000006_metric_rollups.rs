@@ -78,7 +78,7 @@ const COUNTS: [Counts; 8] = [
 ];
 
 /// A lead rollup: its key columns, which are its primary key, then the counts.
-fn lead_rollup(table: impl IntoIden, key: Vec<ColumnDef>) -> TableCreateStatement {
+pub(crate) fn lead_rollup(table: impl IntoIden, key: Vec<ColumnDef>) -> TableCreateStatement {
     let mut t = Table::create();
     t.table(table);
     let mut pk = Index::create();

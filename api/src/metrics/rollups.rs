@@ -8,7 +8,10 @@
 //! - `lead_rollup` and `lead_rollup_segment`: per day of creation and per
 //!   source, campaign, team and owner (the first) or per account segment and
 //!   target flag (the second), the funnel counts of the leads created that
-//!   day.
+//!   day;
+//! - `lead_rollup_bi`: the same counts per day, source, campaign, team and
+//!   account segment — the grouping of the BI views `bi_funnel_daily` and
+//!   `bi_closed_loop`, which read it instead of the leads (migration 20).
 //!
 //! `rebuild` recomputes both from the records (the seed, and `ensure` when a
 //! database's rollups predate this code); a test compares the rollups that
@@ -22,7 +25,7 @@ use uuid::Uuid;
 
 /// The rollups' definition version: raise it when what they hold changes,
 /// and every database rebuilds them on its next start.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// The models credits are kept for, as stored.
 pub const MODELS: [&str; 4] = ["FIRST_TOUCH", "LAST_TOUCH", "LINEAR", "W_SHAPED"];
@@ -169,13 +172,20 @@ fn day_of(backend: DbBackend, col: &str) -> String {
     }
 }
 
-/// The two tables of lead counts, and what each is keyed by besides the day.
+/// The tables of lead counts, and what each is keyed by besides the day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeadTable {
     /// `lead_rollup`: source, campaign, team, owner.
     ByOwner,
     /// `lead_rollup_segment`: the account's segment and target flag.
     BySegment,
+    /// `lead_rollup_bi`: source, campaign, team and the account's segment.
+    Bi,
+}
+
+impl LeadTable {
+    /// Every table, in the order writes lock their rows.
+    pub const ALL: [LeadTable; 3] = [LeadTable::ByOwner, LeadTable::BySegment, LeadTable::Bi];
 }
 
 impl LeadTable {
@@ -183,6 +193,7 @@ impl LeadTable {
         match self {
             LeadTable::ByOwner => "lead_rollup",
             LeadTable::BySegment => "lead_rollup_segment",
+            LeadTable::Bi => "lead_rollup_bi",
         }
     }
 
@@ -203,11 +214,19 @@ impl LeadTable {
                 "COALESCE(a.segment, 'NONE'), CASE WHEN a.id IS NULL THEN -1 WHEN a.is_target THEN 1 ELSE 0 END"
                     .to_owned(),
             ),
+            LeadTable::Bi => (
+                "source, campaign_id, team_id, segment",
+                format!(
+                    "l.source, {}, {}, COALESCE(a.segment, 'NONE')",
+                    none_id(q, "l.campaign_id"),
+                    none_id(q, "l.team_id"),
+                ),
+            ),
         }
     }
 }
 
-/// The counts both lead tables keep, in their column order.
+/// The counts every lead table keeps, in their column order.
 pub const COUNTS: [&str; 8] = [
     "leads",
     "mqls",
@@ -230,10 +249,10 @@ fn count_exprs() -> String {
     )
 }
 
-/// Fills both lead tables from every lead (they are empty).
+/// Fills the lead tables from every lead (they are empty).
 async fn insert_all_leads(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
-    for table in [LeadTable::ByOwner, LeadTable::BySegment] {
+    for table in LeadTable::ALL {
         let q = Sql::new(backend);
         let name = table.name();
         let (key_cols, key) = table.key(&q);
@@ -270,6 +289,14 @@ pub enum RollupKey {
         day: String,
         segment: String,
         is_target: i16,
+    },
+    /// `lead_rollup_bi` (nil UUID and `NONE` for none).
+    Bi {
+        day: String,
+        source: String,
+        campaign_id: Uuid,
+        team_id: Uuid,
+        segment: String,
     },
 }
 
@@ -352,7 +379,7 @@ impl Scope {
     }
 }
 
-/// What the leads in `scope` contribute to both lead tables, as they stand
+/// What the leads in `scope` contribute to the lead tables, as they stand
 /// in this transaction (one statement; the database groups and counts).
 pub async fn contributions(db: &impl ConnectionTrait, scope: &Scope) -> AppResult<Contributions> {
     let backend = db.get_database_backend();
@@ -375,27 +402,46 @@ pub async fn contributions(db: &impl ConnectionTrait, scope: &Scope) -> AppResul
          SELECT 1 AS t, {day} AS day, NULL, NULL, NULL, NULL, {segment_key}, {counts} {from}"
     ));
     scope.condition(&mut q);
-    q.push(" GROUP BY 2, 7, 8");
+    // `lead_rollup_bi`'s key in the same columns: source, campaign and team
+    // where `lead_rollup` has them, the segment where `lead_rollup_segment`
+    // has it.
+    q.push(&format!(
+        " GROUP BY 2, 7, 8 UNION ALL \
+         SELECT 2 AS t, {day} AS day, l.source, {campaign}, {team}, NULL, COALESCE(a.segment, 'NONE'), NULL, \
+         {counts} {from}",
+        campaign = none_id(&q, "l.campaign_id"),
+        team = none_id(&q, "l.team_id"),
+    ));
+    scope.condition(&mut q);
+    q.push(" GROUP BY 2, 3, 4, 5, 7");
     let rows = db.query_all_raw(q.statement()).await?;
     let mut out = Contributions::default();
     for row in rows {
         let t: i32 = row.try_get_by_index(0)?;
         let day: String = row.try_get_by_index(1)?;
-        let key = if t == 0 {
-            RollupKey::ByOwner {
+        let key = match t {
+            0 => RollupKey::ByOwner {
                 day,
                 source: row.try_get_by_index(2)?,
                 campaign_id: row.try_get_by_index(3)?,
                 team_id: row.try_get_by_index(4)?,
                 owner_id: row.try_get_by_index(5)?,
+            },
+            1 => {
+                let is_target: i32 = row.try_get_by_index(7)?;
+                RollupKey::BySegment {
+                    day,
+                    segment: row.try_get_by_index(6)?,
+                    is_target: i16::try_from(is_target).unwrap_or(-1),
+                }
             }
-        } else {
-            let is_target: i32 = row.try_get_by_index(7)?;
-            RollupKey::BySegment {
+            _ => RollupKey::Bi {
                 day,
+                source: row.try_get_by_index(2)?,
+                campaign_id: row.try_get_by_index(3)?,
+                team_id: row.try_get_by_index(4)?,
                 segment: row.try_get_by_index(6)?,
-                is_target: i16::try_from(is_target).unwrap_or(-1),
-            }
+            },
         };
         let mut counts = [0i64; 8];
         for (i, c) in counts.iter_mut().enumerate() {
@@ -421,7 +467,7 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
             q.bind(d.to_owned());
         }
     };
-    for table in [LeadTable::ByOwner, LeadTable::BySegment] {
+    for table in LeadTable::ALL {
         let rows: Vec<(&RollupKey, &[i64; 8])> = delta
             .0
             .iter()
@@ -430,6 +476,7 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
                     (table, k),
                     (LeadTable::ByOwner, RollupKey::ByOwner { .. })
                         | (LeadTable::BySegment, RollupKey::BySegment { .. })
+                        | (LeadTable::Bi, RollupKey::Bi { .. })
                 )
             })
             .collect();
@@ -469,6 +516,19 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
                         day(&mut q, d);
                         q.push(", ").bind(segment.clone());
                         q.push(", ").bind(*is_target);
+                    }
+                    RollupKey::Bi {
+                        day: d,
+                        source,
+                        campaign_id,
+                        team_id,
+                        segment,
+                    } => {
+                        day(&mut q, d);
+                        q.push(", ").bind(source.clone());
+                        q.push(", ").bind(*campaign_id);
+                        q.push(", ").bind(*team_id);
+                        q.push(", ").bind(segment.clone());
                     }
                 }
                 for c in counts.iter() {
@@ -511,7 +571,8 @@ async fn vacuum(db: &impl ConnectionTrait) {
     if backend != DbBackend::Postgres {
         return;
     }
-    let sql = "VACUUM (ANALYZE) attribution_credits, lead_rollup, lead_rollup_segment";
+    let sql =
+        "VACUUM (ANALYZE) attribution_credits, lead_rollup, lead_rollup_segment, lead_rollup_bi";
     if let Err(e) = db.execute_raw(Statement::from_string(backend, sql)).await {
         tracing::warn!(error = %e, "could not vacuum the rebuilt metric rollups");
     }
@@ -520,7 +581,12 @@ async fn vacuum(db: &impl ConnectionTrait) {
 async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
     let pg = backend == DbBackend::Postgres;
-    for table in ["attribution_credits", "lead_rollup", "lead_rollup_segment"] {
+    for table in [
+        "attribution_credits",
+        "lead_rollup",
+        "lead_rollup_segment",
+        "lead_rollup_bi",
+    ] {
         // PostgreSQL: TRUNCATE leaves no dead rows behind (a DELETE of every
         // row would double the tables until a vacuum); it is transactional,
         // and readers wait for the rebuild to commit.
@@ -539,7 +605,7 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
         // The planner's view of the new contents, at once.
         db.execute_raw(Statement::from_string(
             backend,
-            "ANALYZE attribution_credits, lead_rollup, lead_rollup_segment",
+            "ANALYZE attribution_credits, lead_rollup, lead_rollup_segment, lead_rollup_bi",
         ))
         .await?;
     }
