@@ -173,6 +173,85 @@ async fn status_codes_follow_the_graphql_over_http_spec() {
     app.cleanup().await;
 }
 
+/// Automatic persisted queries (Apollo's protocol): a hash alone runs the
+/// text it was registered with, over POST and GET.
+#[tokio::test]
+async fn automatic_persisted_queries_run_a_registered_hash() {
+    use sha2::Digest;
+    let app = sqlite().await;
+    let post = |body: Value| {
+        let app = &app;
+        async move {
+            post_raw(
+                app,
+                "application/json",
+                "application/json",
+                &body.to_string(),
+            )
+            .await
+        }
+    };
+    let q = "query Who($n: Int) { me { role } leads(first: $n) { totalCount } }";
+    let hash = hex::encode(sha2::Sha256::digest(q.as_bytes()));
+    let ext = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+
+    // Not known yet: the answer the client's link waits for to send the text.
+    let (s, _, body) = post(json!({"extensions": ext})).await;
+    assert_eq!(s, 200);
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(error_code(&body), Some("NOT_FOUND"));
+    // A text with a hash that is not its own is refused, and not kept.
+    let zeros = json!({"persistedQuery": {"version": 1, "sha256Hash": "0".repeat(64)}});
+    let (_, _, body) = post(json!({"query": q, "extensions": zeros})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    let (_, _, body) = post(json!({"extensions": zeros})).await;
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+    // Neither a text nor a hash: the text is required.
+    let (_, _, body) = post(json!({"extensions": {}})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"));
+
+    // The text with its hash runs and registers it.
+    let (_, _, body) = post(json!({"query": q, "extensions": ext, "variables": {"n": 1}})).await;
+    assert_eq!(data(&body)["me"]["role"], "ADMIN");
+    // The hash alone now, with its own variables, by POST and by GET.
+    let (_, _, body) = post(json!({"extensions": ext, "variables": {"n": 2}})).await;
+    assert_eq!(data(&body)["me"]["role"], "ADMIN", "{body}");
+    assert!(data(&body)["leads"]["totalCount"].is_number());
+    let res = app
+        .client
+        .get(format!("{}/graphql", app.url))
+        .query(&[
+            ("extensions", ext.to_string()),
+            ("variables", json!({"n": 3}).to_string()),
+        ])
+        .bearer_auth(app.admin_token())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(data(&body)["me"]["role"], "ADMIN", "{body}");
+
+    // A registered mutation still needs POST.
+    let m = "mutation { createTeam(input: {name: \"apq\", function: SALES}) { id } }";
+    let mhash = hex::encode(sha2::Sha256::digest(m.as_bytes()));
+    let mext = json!({"persistedQuery": {"version": 1, "sha256Hash": mhash}});
+    let (_, _, body) = post(json!({"query": m, "extensions": mext})).await;
+    assert!(data(&body)["createTeam"]["id"].is_string(), "{body}");
+    let res = app
+        .client
+        .get(format!("{}/graphql", app.url))
+        .query(&[("extensions", mext.to_string())])
+        .bearer_auth(app.admin_token())
+        .header("accept", GRJ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn batches_work_when_enabled_up_to_the_limit() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| c.max_batch = 2).await;

@@ -9,6 +9,7 @@ pub mod documents;
 pub mod inputs;
 pub mod loaders;
 pub mod me;
+pub mod persisted;
 
 use crate::config::Config;
 use crate::records;

@@ -5,6 +5,7 @@
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, ErrorCode};
+use crate::graphql::persisted::{self, Lookup};
 use crate::metrics::cache::{self, MetricsCache};
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
@@ -149,9 +150,9 @@ fn params_from_json(value: Json) -> Result<Params, &'static str> {
         return Err("the request body must be a JSON object");
     };
     let query = match obj.remove("query") {
-        Some(Json::String(q)) => q,
+        Some(Json::String(q)) => Some(q),
         Some(_) => return Err("`query` must be a string"),
-        None => return Err("`query` is required"),
+        None => None,
     };
     let operation_name = match obj.remove("operationName") {
         None | Some(Json::Null) => None,
@@ -169,7 +170,7 @@ fn params_from_json(value: Json) -> Result<Params, &'static str> {
         Some(_) => return Err("`extensions` must be an object"),
     };
     Ok(Params {
-        query,
+        query: query_or_persisted(query, extensions.as_ref())?,
         operation_name,
         variables,
         extensions,
@@ -199,11 +200,24 @@ fn params_from_query_string(raw: &str) -> Result<Params, &'static str> {
         }
     }
     Ok(Params {
-        query: query.ok_or("`query` is required")?,
+        query: query_or_persisted(query, extensions.as_ref())?,
         operation_name,
         variables,
         extensions,
     })
+}
+
+/// The query text; only a persisted query's hash may stand in for it (the
+/// empty text is then looked up, see `graphql::persisted`).
+fn query_or_persisted(
+    query: Option<String>,
+    extensions: Option<&Map<String, Json>>,
+) -> Result<String, &'static str> {
+    match query {
+        Some(q) => Ok(q),
+        None if extensions.is_some_and(|e| e.contains_key("persistedQuery")) => Ok(String::new()),
+        None => Err("`query` is required"),
+    }
 }
 
 /// The operation `name` selects in `doc` (the only one when unnamed).
@@ -310,7 +324,7 @@ struct Executed {
 async fn execute(
     state: &AppState,
     caller: &Caller,
-    params: Params,
+    mut params: Params,
     get: bool,
     request_id: Option<&str>,
 ) -> Result<Executed, Response> {
@@ -319,6 +333,34 @@ async fn execute(
     let op_label = metrics.operation_label(params.operation_name.as_deref());
     let span = Span::current();
     span.record("operation", op_label.as_str());
+    // An automatic persisted query: the text of a known hash, or the text
+    // with its hash to keep once it parses.
+    let refuse = |message: &str, code: ErrorCode| {
+        metrics.graphql(
+            &op_label,
+            "none",
+            code.as_str(),
+            started.elapsed().as_secs_f64(),
+        );
+        span.record("code", code.as_str());
+        Executed {
+            body: error_body(message, code),
+            request_error: true,
+        }
+    };
+    let register = match state
+        .persisted
+        .lookup(&params.query, &mut params.extensions)
+    {
+        Ok(Lookup::Plain) => None,
+        Ok(Lookup::Found(text)) => {
+            params.query = text.to_string();
+            None
+        }
+        Ok(Lookup::NotFound) => return Ok(refuse(persisted::NOT_FOUND, ErrorCode::NotFound)),
+        Ok(Lookup::Register(hash)) => Some(hash),
+        Err(message) => return Ok(refuse(&message, ErrorCode::BadUserInput)),
+    };
     // Before anything recursive reads it (the parser, input coercion).
     if let Some(reason) = super::hostile::refuse(&params.query, params.variables.as_ref()) {
         let code = ErrorCode::BadUserInput.as_str();
@@ -347,6 +389,9 @@ async fn execute(
             }
         },
     };
+    if let Some(hash) = register {
+        state.persisted.keep(hash, &params.query);
+    }
     if let Some(reason) = super::hostile::enum_as_string(&doc) {
         let code = ErrorCode::BadUserInput.as_str();
         metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
@@ -544,7 +589,8 @@ pub async fn get_handler(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let raw = raw.unwrap_or_default();
-    let has_query = form_urlencoded::parse(raw.as_bytes()).any(|(k, _)| k == "query");
+    let has_query =
+        form_urlencoded::parse(raw.as_bytes()).any(|(k, _)| k == "query" || k == "extensions");
     if !has_query && wants_html(&headers) {
         return super::graphiql::page();
     }

@@ -13,6 +13,7 @@ use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::graphql::documents::DocumentCache;
+use crate::graphql::persisted::PersistedQueries;
 use crate::graphql::{LockstepSchema, build_schema};
 use crate::jobs::RunnerHealth;
 use crate::metrics::cache::MetricsCache;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub schema: LockstepSchema,
     /// Parsed documents by query text (the schema's extension and the handler share it).
     pub documents: DocumentCache,
+    /// Automatic persisted queries: texts by their SHA-256.
+    pub persisted: PersistedQueries,
     pub keys: Arc<JwtKeys>,
     pub config: Arc<Config>,
     /// SQL statements issued through `db` and `metrics_db` (tests and benchmarks read it).
@@ -108,6 +111,7 @@ impl App {
             metrics_db,
             schema,
             documents,
+            persisted: PersistedQueries::new(),
             keys,
             metrics_cache: MetricsCache::new(config.metrics_cache_secs),
             telemetry: Arc::new(Metrics::new()),
