@@ -100,7 +100,9 @@ enum Command {
     },
     /// The plain read workloads (one lead by id with its history; 100 leads
     /// with account and owner; 100 MQL leads of one source) against a
-    /// running server: requests/s, p50 and p99 per client count.
+    /// running server, optionally beside PostGraphile and plain SQL on the
+    /// same database (same rows checked first) and with the dashboard mix:
+    /// requests/s, p50 and p99 per client count, and the ratios.
     BenchReads {
         /// The server's GraphQL endpoint, e.g. http://127.0.0.1:8080/graphql.
         #[arg(long)]
@@ -114,6 +116,20 @@ enum Command {
         /// Seconds each run lasts.
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// Times the whole set of runs is repeated.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// PostGraphile's GraphQL endpoint on the same database, to compare
+        /// with (`bench/compare.sh` starts one).
+        #[arg(long, value_name = "URL")]
+        postgraphile: Option<String>,
+        /// The database, for the plain-SQL floor (runs `pgbench`).
+        #[arg(long, value_name = "URL")]
+        pgbench: Option<String>,
+        /// Also run the dashboard mix (metrics over varied periods; turn the
+        /// server's metric cache off).
+        #[arg(long)]
+        dashboard: bool,
     },
     /// Fill the database with deterministic demo data of any size, or
     /// write the same data as an import file (`--jsonl FILE`, see docs/import.md).
@@ -287,6 +303,10 @@ async fn main() -> anyhow::Result<()> {
             jwt_secret,
             clients,
             secs,
+            rounds,
+            postgraphile,
+            pgbench,
+            dashboard,
         } => {
             let _telemetry = init_tracing_with("warn");
             let rows = tools::read_bench::run(tools::read_bench::ReadBenchOptions {
@@ -294,6 +314,10 @@ async fn main() -> anyhow::Result<()> {
                 jwt_secret,
                 clients,
                 secs,
+                rounds,
+                postgraphile,
+                database_url: pgbench,
+                dashboard,
             })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -6,6 +6,7 @@ mod harness;
 
 mod accounts;
 mod auth;
+mod bench_reads;
 mod cache;
 mod cli;
 mod concurrency;
