@@ -8,7 +8,7 @@
 # The database must exist; it is seeded with LEADS leads when it has none
 # (`lockstep seed`, ~10 min for 1,000,000). Settings (environment):
 #   LEADS (1000000)  CLIENTS (8,32)  SECS (20)  ROUNDS (3)
-#   LOCKSTEP_PORT (18431)  POSTGRAPHILE_PORT (18432)
+#   LOCKSTEP_PORT (18431)  POSTGRAPHILE_PORT (18432)  LOCKSTEP_BIN (built here)
 # Both servers reach PostgreSQL with the URL as given: give both the same
 # sslmode (TLS costs throughput; see README).
 set -euo pipefail
@@ -23,8 +23,13 @@ POSTGRAPHILE_PORT=${POSTGRAPHILE_PORT:-18432}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-cargo build --release --bin lockstep
-bin="${CARGO_TARGET_DIR:-$root/target}/release/lockstep"
+# LOCKSTEP_BIN: a lockstep binary built apart (another build, say);
+# otherwise this checkout's, built now.
+bin=${LOCKSTEP_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --bin lockstep
+  bin="${CARGO_TARGET_DIR:-$root/target}/release/lockstep"
+fi
 
 leads=$(psql "$DB" -Atc "SELECT count(*) FROM leads" 2>/dev/null || echo 0)
 if [ "$leads" = "0" ]; then
