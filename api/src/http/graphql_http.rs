@@ -105,7 +105,18 @@ pub(super) fn error_body(message: &str, code: ErrorCode) -> Json {
 }
 
 pub(super) fn respond(status: StatusCode, media: Media, body: &Json) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    respond_bytes(status, media, to_bytes(body))
+}
+
+/// A body serialized as JSON (`{}` if it could not be, which a JSON value
+/// or a GraphQL response never fails).
+fn to_bytes(body: &impl serde::Serialize) -> Bytes {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(b"{}"))
+}
+
+fn respond_bytes(status: StatusCode, media: Media, bytes: Bytes) -> Response {
     (
         status,
         [(
@@ -316,7 +327,10 @@ fn record_caller(caller: &Caller) {
 
 /// Outcome of one executed operation.
 struct Executed {
-    body: Json,
+    /// The response, serialized: the GraphQL response is written straight
+    /// from the executor's values (no copy into `serde_json` values first),
+    /// and a cached metric answer is these bytes, shared.
+    body: Bytes,
     /// Refused before execution (parse or validation): no `data` entry.
     request_error: bool,
 }
@@ -344,7 +358,7 @@ async fn execute(
         );
         span.record("code", code.as_str());
         Executed {
-            body: error_body(message, code),
+            body: to_bytes(&error_body(message, code)),
             request_error: true,
         }
     };
@@ -367,7 +381,7 @@ async fn execute(
         metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
         span.record("code", code);
         return Ok(Executed {
-            body: error_body(&reason, ErrorCode::BadUserInput),
+            body: to_bytes(&error_body(&reason, ErrorCode::BadUserInput)),
             request_error: true,
         });
     }
@@ -383,7 +397,7 @@ async fn execute(
                 metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
                 span.record("code", code);
                 return Ok(Executed {
-                    body: json!({ "errors": [error_json(err, request_id)] }),
+                    body: to_bytes(&json!({ "errors": [error_json(err, request_id)] })),
                     request_error: true,
                 });
             }
@@ -397,7 +411,7 @@ async fn execute(
         metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
         span.record("code", code);
         return Ok(Executed {
-            body: error_body(&reason, ErrorCode::BadUserInput),
+            body: to_bytes(&error_body(&reason, ErrorCode::BadUserInput)),
             request_error: true,
         });
     }
@@ -449,7 +463,7 @@ async fn execute(
                         "graphql"
                     );
                     return Ok(Executed {
-                        body: (*body).clone(),
+                        body,
                         request_error: false,
                     });
                 }
@@ -497,25 +511,11 @@ async fn execute(
         .map(|e| error_json(e, request_id))
         .collect();
     let code = outcome(&errors);
-    let mut body = Map::new();
-    if !request_error {
-        body.insert(
-            "data".into(),
-            response.data.into_json().unwrap_or(Json::Null),
-        );
-    }
-    if !errors.is_empty() {
-        body.insert("errors".into(), Json::Array(errors));
-    }
-    if !response.extensions.is_empty() {
-        let ext: Map<String, Json> = response
-            .extensions
-            .into_iter()
-            .filter_map(|(k, v)| v.into_json().ok().map(|v| (k, v)))
-            .collect();
-        body.insert("extensions".into(), Json::Object(ext));
-    }
-    let body = Json::Object(body);
+    let body = to_bytes(&ResponseBody {
+        data: (!request_error).then_some(&response.data),
+        errors: &errors,
+        extensions: &response.extensions,
+    });
     if let Some(key) = cache_key
         && error_count == 0
     {
@@ -538,6 +538,18 @@ async fn execute(
         body,
         request_error,
     })
+}
+
+/// A GraphQL response as sent: `data` unless the request was refused before
+/// execution, `errors` and `extensions` when there are any.
+#[derive(serde::Serialize)]
+struct ResponseBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "<[Json]>::is_empty")]
+    errors: &'a [Json],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: &'a std::collections::BTreeMap<String, Value>,
 }
 
 /// Serializes an error with its stable `extensions.code`; internal errors
@@ -621,7 +633,7 @@ pub async fn get_handler(
     };
     let request_id = crate::telemetry::request_id::of(&headers);
     match execute(&state, &caller, params, true, request_id).await {
-        Ok(executed) => respond(status_for(media, &executed), media, &executed.body),
+        Ok(executed) => respond_bytes(status_for(media, &executed), media, executed.body),
         Err(res) => res,
     }
 }
@@ -684,18 +696,26 @@ pub async fn post_handler(
                     "a batch must hold between 1 and max_batch operations",
                 );
             }
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
+            // The responses' bytes, in a JSON array.
+            let mut out = Vec::with_capacity(2 + items.len() * 64);
+            out.push(b'[');
+            for (i, item) in items.into_iter().enumerate() {
                 let params = match params_from_json(item) {
                     Ok(p) => p,
                     Err(msg) => return request_error(media, msg),
                 };
                 match execute(&state, &caller, params, false, request_id).await {
-                    Ok(executed) => out.push(executed.body),
+                    Ok(executed) => {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(&executed.body);
+                    }
                     Err(res) => return res,
                 }
             }
-            respond(StatusCode::OK, media, &Json::Array(out))
+            out.push(b']');
+            respond_bytes(StatusCode::OK, media, Bytes::from(out))
         }
         other => {
             let params = match params_from_json(other) {
@@ -703,7 +723,7 @@ pub async fn post_handler(
                 Err(msg) => return request_error(media, msg),
             };
             match execute(&state, &caller, params, false, request_id).await {
-                Ok(executed) => respond(status_for(media, &executed), media, &executed.body),
+                Ok(executed) => respond_bytes(status_for(media, &executed), media, executed.body),
                 Err(res) => res,
             }
         }

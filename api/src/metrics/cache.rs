@@ -22,10 +22,10 @@
 
 use crate::error::AppResult;
 use async_graphql::parser::types::{OperationDefinition, OperationType, Selection};
+use axum::body::Bytes;
 use entity::enums::Role;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value as Json;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bound of the cached response bodies, in bytes (approximate).
@@ -64,7 +64,8 @@ impl Scope {
 
 #[derive(Clone)]
 pub struct MetricsCache {
-    inner: Option<moka::sync::Cache<CacheKey, Arc<Json>>>,
+    /// Whole responses, serialized (a hit is sent as it is, no copy).
+    inner: Option<moka::sync::Cache<CacheKey, Bytes>>,
 }
 
 impl MetricsCache {
@@ -72,8 +73,8 @@ impl MetricsCache {
         let inner = (ttl_secs > 0).then(|| {
             moka::sync::Cache::builder()
                 .time_to_live(Duration::from_secs(ttl_secs))
-                .weigher(|k: &CacheKey, v: &Arc<Json>| {
-                    let size = k.request.len() + v.to_string().len();
+                .weigher(|k: &CacheKey, v: &Bytes| {
+                    let size = k.request.len() + v.len();
                     u32::try_from(size).unwrap_or(u32::MAX)
                 })
                 .max_capacity(MAX_BYTES)
@@ -101,13 +102,13 @@ impl MetricsCache {
         }
     }
 
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<Json>> {
+    pub fn get(&self, key: &CacheKey) -> Option<Bytes> {
         self.inner.as_ref()?.get(key)
     }
 
-    pub fn insert(&self, key: CacheKey, body: Json) {
+    pub fn insert(&self, key: CacheKey, body: Bytes) {
         if let Some(cache) = &self.inner {
-            cache.insert(key, Arc::new(body));
+            cache.insert(key, body);
         }
     }
 }
