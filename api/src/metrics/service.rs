@@ -916,7 +916,126 @@ pub async fn pipeline(
 /// next change of the same opportunity (ordered by time, then id); an
 /// opportunity without any recorded history (rows loaded around Lockstep)
 /// is read as it stands: its current stage, if open.
+///
+/// An opportunity with no stage change at or after an end stands at that
+/// end where it stands now (its history is a chain that ends in its current
+/// stage): those are read from `opportunities` alone. Only the opportunities
+/// that moved since (found by `ix_stage_changes_opportunity_at`) have their
+/// histories walked. For a period ending now that is a handful, not every
+/// stage change of every opportunity (1.2 s → 21 ms in psql at 1M leads).
+/// Opportunity stage changes since the earliest end below which
+/// `pipeline_at` reads the others where they stand now.
+const FEW_MOVED: i64 = 2_000;
+
 async fn pipeline_at(
+    db: &impl ConnectionTrait,
+    ends: &[(String, DateTime<Utc>)],
+    f: &MetricFilter,
+) -> AppResult<Vec<(String, OpportunityStage, i64, i64)>> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = Sql::new(db.get_database_backend());
+    q.push("WITH ends (b, e) AS (VALUES ");
+    for (i, (label, at)) in ends.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push("(")
+            .bind(label.clone())
+            .push(", ")
+            .bind(*at)
+            .push(")");
+    }
+    let first = ends.iter().map(|(_, at)| *at).min().unwrap_or_default();
+    // How many opportunity stage changes there are since the earliest end,
+    // counting to `FEW_MOVED` at most (a range of the index).
+    let mut probe = Sql::new(q.backend);
+    probe
+        .push(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM stage_changes sc \
+             WHERE sc.opportunity_id IS NOT NULL AND sc.at >= ",
+        )
+        .bind(first)
+        .push(&format!(" LIMIT {FEW_MOVED}) x"));
+    let moved = match db.query_one_raw(probe.statement()).await? {
+        Some(row) => i64_at(&row, "n")?,
+        None => 0,
+    };
+    if moved >= FEW_MOVED {
+        return pipeline_by_history(db, ends, f).await;
+    }
+    q.push(
+        "), moved AS (SELECT DISTINCT sc.opportunity_id AS opp FROM stage_changes sc \
+         WHERE sc.opportunity_id IS NOT NULL AND sc.at >= ",
+    )
+    .bind(first)
+    .push(
+        "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
+         LEAD(sc.at) OVER (PARTITION BY sc.opportunity_id ORDER BY sc.at, sc.id) AS until \
+         FROM stage_changes sc WHERE sc.opportunity_id IN (SELECT opp FROM moved)) ",
+    );
+    // The opportunities that moved at or after the end: their stage then.
+    q.push(&format!(
+        "SELECT ends.b AS b, h.stage AS stage, COUNT(*) AS n, {} AS amount \
+         FROM ends JOIN h ON h.since < ends.e AND h.until IS NOT NULL AND h.until >= ends.e \
+         JOIN opportunities o ON o.id = h.opp AND o.created_at < ends.e \
+         WHERE h.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION')",
+        sum("o.amount")
+    ));
+    opp_conditions(&mut q, f, "o");
+    // The others where they stand now: every open opportunity created
+    // before the end (an index range), less those that moved since (a
+    // negative row; the rows of a stage are added up below). Subtracting
+    // the few that moved costs a few lookups, where asking each open
+    // opportunity whether it moved cost one each (25,000 at 1M leads).
+    q.push(&format!(
+        " GROUP BY ends.b, h.stage UNION ALL \
+         SELECT ends.b AS b, o.stage AS stage, COUNT(*) AS n, {} AS amount \
+         FROM ends JOIN opportunities o ON o.created_at < ends.e \
+         WHERE o.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION')",
+        sum("o.amount")
+    ));
+    opp_conditions(&mut q, f, "o");
+    q.push(&format!(
+        " GROUP BY ends.b, o.stage UNION ALL \
+         SELECT ends.b AS b, o.stage AS stage, -COUNT(*) AS n, -{} AS amount \
+         FROM ends JOIN opportunities o ON o.created_at < ends.e \
+         WHERE o.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION') AND o.id IN (SELECT opp FROM moved) \
+         AND EXISTS (SELECT 1 FROM stage_changes sc WHERE sc.opportunity_id = o.id AND sc.at >= ends.e)",
+        sum("o.amount")
+    ));
+    opp_conditions(&mut q, f, "o");
+    q.push(" GROUP BY ends.b, o.stage");
+    let mut out: Vec<(String, OpportunityStage, i64, i64)> = Vec::new();
+    for row in db.query_all_raw(q.statement()).await? {
+        let label: String = row.try_get("", "b")?;
+        let stage: String = row.try_get("", "stage")?;
+        let Some(stage) = OPEN_STAGES.into_iter().find(|s| s.as_str() == stage) else {
+            continue;
+        };
+        let (n, amount) = (i64_at(&row, "n")?, i64_at(&row, "amount")?);
+        match out
+            .iter_mut()
+            .find(|(l, s, _, _)| *l == label && *s == stage)
+        {
+            Some(r) => {
+                r.2 += n;
+                r.3 += amount;
+            }
+            None => out.push((label, stage, n, amount)),
+        }
+    }
+    Ok(out)
+}
+
+/// `pipeline_at` by walking every opportunity's history: when many moved
+/// since the earliest end (an end long ago, a series), reading where the
+/// others stand now saves nothing. Each stage change holds from its time
+/// until the next change of the same opportunity (ordered by time, then id); an
+/// opportunity without any recorded history (rows loaded around Lockstep)
+/// is read as it stands: its current stage, if open.
+async fn pipeline_by_history(
     db: &impl ConnectionTrait,
     ends: &[(String, DateTime<Utc>)],
     f: &MetricFilter,
