@@ -910,6 +910,10 @@ pub async fn pipeline(
         .collect())
 }
 
+/// Opportunity stage changes since the earliest end below which
+/// `pipeline_at` reads the others where they stand now.
+const FEW_MOVED: i64 = 2_000;
+
 /// The pipeline at each of `ends` (a label and an instant), in one
 /// statement: `(label, stage, count, storage units)` for the open stages
 /// that hold something. Each stage change holds from its time until the
@@ -919,12 +923,39 @@ pub async fn pipeline(
 ///
 /// An opportunity with no stage change at or after an end stands at that
 /// end where it stands now (its history is a chain that ends in its current
-/// stage): those are read from `opportunities` alone. Only the opportunities
-/// that moved since (found by `ix_stage_changes_opportunity_at`) have their
-/// histories walked. For a period ending now that is a handful, not every
-/// stage change of every opportunity (1.2 s → 21 ms in psql at 1M leads).
-/// `WITH ends (b, e) AS (VALUES (label, instant), …` (the CTE left open).
-fn with_ends(backend: DbBackend, ends: &[(String, DateTime<Utc>)]) -> Sql {
+/// stage): those are read from `opportunities` alone, and only the
+/// opportunities that moved since (found by `ix_stage_changes_opportunity_at`)
+/// have their histories walked. For a period ending now that is a handful,
+/// not every stage change of every opportunity (1.2 s → 21 ms in psql at 1M
+/// leads). When `FEW_MOVED` or more changes came since the earliest end (an
+/// end long ago, a series), every history is walked instead: reading where
+/// the others stand saves nothing then.
+async fn pipeline_at(
+    db: &impl ConnectionTrait,
+    ends: &[(String, DateTime<Utc>)],
+    f: &MetricFilter,
+) -> AppResult<Vec<(String, OpportunityStage, i64, i64)>> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let first = ends.iter().map(|(_, at)| *at).min().unwrap_or_default();
+    // How many opportunity stage changes there are since the earliest end,
+    // counting to `FEW_MOVED` at most (a range of the index).
+    let mut probe = Sql::new(backend);
+    probe
+        .push(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM stage_changes sc \
+             WHERE sc.opportunity_id IS NOT NULL AND sc.at >= ",
+        )
+        .bind(first)
+        .push(&format!(" LIMIT {FEW_MOVED}) x"));
+    let moved = match db.query_one_raw(probe.statement()).await? {
+        Some(row) => i64_at(&row, "n")?,
+        None => 0,
+    };
+    let few_moved = moved < FEW_MOVED;
+
     let mut q = Sql::new(backend);
     q.push("WITH ends (b, e) AS (VALUES ");
     for (i, (label, at)) in ends.iter().enumerate() {
@@ -937,16 +968,69 @@ fn with_ends(backend: DbBackend, ends: &[(String, DateTime<Utc>)]) -> Sql {
             .bind(*at)
             .push(")");
     }
-    q
-}
-
-/// Runs a pipeline statement: its rows `(b, stage, n, amount)` added up per
-/// label and open stage (a stage's rows may come from several parts, some
-/// negative).
-async fn pipeline_rows(
-    db: &impl ConnectionTrait,
-    q: Sql,
-) -> AppResult<Vec<(String, OpportunityStage, i64, i64)>> {
+    // The histories walked: those of the opportunities that moved since the
+    // earliest end, or all.
+    let walked = if few_moved {
+        q.push(
+            "), moved AS (SELECT DISTINCT sc.opportunity_id AS opp FROM stage_changes sc \
+             WHERE sc.opportunity_id IS NOT NULL AND sc.at >= ",
+        )
+        .bind(first);
+        "sc.opportunity_id IN (SELECT opp FROM moved)"
+    } else {
+        "sc.opportunity_id IS NOT NULL"
+    };
+    q.push(&format!(
+        "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
+         LEAD(sc.at) OVER (PARTITION BY sc.opportunity_id ORDER BY sc.at, sc.id) AS until \
+         FROM stage_changes sc WHERE {walked}) "
+    ));
+    // Their stage at each end: the change that holds then. Walking only the
+    // opportunities that moved, only those that moved at or after this end
+    // (a next change then), the others being read where they stand below.
+    let holds = if few_moved {
+        "h.until IS NOT NULL AND h.until >= ends.e"
+    } else {
+        "(h.until IS NULL OR h.until >= ends.e)"
+    };
+    q.push(&format!(
+        "SELECT ends.b AS b, h.stage AS stage, COUNT(*) AS n, {} AS amount \
+         FROM ends JOIN h ON h.since < ends.e AND {holds} \
+         JOIN opportunities o ON o.id = h.opp AND o.created_at < ends.e \
+         WHERE h.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION')",
+        sum("o.amount")
+    ));
+    opp_conditions(&mut q, f, "o");
+    // Where they stand now: the opportunities without a history, or (few
+    // moved) every open opportunity created before the end (an index range)
+    // less those that moved since, as a negative row (the rows of a stage
+    // are added up below). Subtracting the few that moved costs a few
+    // lookups, where asking each open opportunity whether it moved cost one
+    // each (25,000 at 1M leads).
+    q.push(&format!(
+        " GROUP BY ends.b, h.stage UNION ALL \
+         SELECT ends.b AS b, o.stage AS stage, COUNT(*) AS n, {} AS amount \
+         FROM ends JOIN opportunities o ON o.created_at < ends.e \
+         WHERE o.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION')",
+        sum("o.amount")
+    ));
+    if !few_moved {
+        q.push(" AND NOT EXISTS (SELECT 1 FROM stage_changes sc WHERE sc.opportunity_id = o.id)");
+    }
+    opp_conditions(&mut q, f, "o");
+    q.push(" GROUP BY ends.b, o.stage");
+    if few_moved {
+        q.push(&format!(
+            " UNION ALL \
+             SELECT ends.b AS b, o.stage AS stage, -COUNT(*) AS n, -{} AS amount \
+             FROM ends JOIN opportunities o ON o.created_at < ends.e \
+             WHERE o.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION') AND o.id IN (SELECT opp FROM moved) \
+             AND EXISTS (SELECT 1 FROM stage_changes sc WHERE sc.opportunity_id = o.id AND sc.at >= ends.e)",
+            sum("o.amount")
+        ));
+        opp_conditions(&mut q, f, "o");
+        q.push(" GROUP BY ends.b, o.stage");
+    }
     let mut out: Vec<(String, OpportunityStage, i64, i64)> = Vec::new();
     for row in db.query_all_raw(q.statement()).await? {
         let label: String = row.try_get("", "b")?;
@@ -967,123 +1051,6 @@ async fn pipeline_rows(
         }
     }
     Ok(out)
-}
-
-/// Opportunity stage changes since the earliest end below which
-/// `pipeline_at` reads the others where they stand now.
-const FEW_MOVED: i64 = 2_000;
-
-async fn pipeline_at(
-    db: &impl ConnectionTrait,
-    ends: &[(String, DateTime<Utc>)],
-    f: &MetricFilter,
-) -> AppResult<Vec<(String, OpportunityStage, i64, i64)>> {
-    if ends.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut q = with_ends(db.get_database_backend(), ends);
-    let first = ends.iter().map(|(_, at)| *at).min().unwrap_or_default();
-    // How many opportunity stage changes there are since the earliest end,
-    // counting to `FEW_MOVED` at most (a range of the index).
-    let mut probe = Sql::new(q.backend);
-    probe
-        .push(
-            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM stage_changes sc \
-             WHERE sc.opportunity_id IS NOT NULL AND sc.at >= ",
-        )
-        .bind(first)
-        .push(&format!(" LIMIT {FEW_MOVED}) x"));
-    let moved = match db.query_one_raw(probe.statement()).await? {
-        Some(row) => i64_at(&row, "n")?,
-        None => 0,
-    };
-    if moved >= FEW_MOVED {
-        return pipeline_by_history(db, ends, f).await;
-    }
-    q.push(
-        "), moved AS (SELECT DISTINCT sc.opportunity_id AS opp FROM stage_changes sc \
-         WHERE sc.opportunity_id IS NOT NULL AND sc.at >= ",
-    )
-    .bind(first)
-    .push(
-        "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
-         LEAD(sc.at) OVER (PARTITION BY sc.opportunity_id ORDER BY sc.at, sc.id) AS until \
-         FROM stage_changes sc WHERE sc.opportunity_id IN (SELECT opp FROM moved)) ",
-    );
-    // The opportunities that moved at or after the end: their stage then.
-    q.push(&format!(
-        "SELECT ends.b AS b, h.stage AS stage, COUNT(*) AS n, {} AS amount \
-         FROM ends JOIN h ON h.since < ends.e AND h.until IS NOT NULL AND h.until >= ends.e \
-         JOIN opportunities o ON o.id = h.opp AND o.created_at < ends.e \
-         WHERE h.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION')",
-        sum("o.amount")
-    ));
-    opp_conditions(&mut q, f, "o");
-    // The others where they stand now: every open opportunity created
-    // before the end (an index range), less those that moved since (a
-    // negative row; the rows of a stage are added up below). Subtracting
-    // the few that moved costs a few lookups, where asking each open
-    // opportunity whether it moved cost one each (25,000 at 1M leads).
-    q.push(&format!(
-        " GROUP BY ends.b, h.stage UNION ALL \
-         SELECT ends.b AS b, o.stage AS stage, COUNT(*) AS n, {} AS amount \
-         FROM ends JOIN opportunities o ON o.created_at < ends.e \
-         WHERE o.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION')",
-        sum("o.amount")
-    ));
-    opp_conditions(&mut q, f, "o");
-    q.push(&format!(
-        " GROUP BY ends.b, o.stage UNION ALL \
-         SELECT ends.b AS b, o.stage AS stage, -COUNT(*) AS n, -{} AS amount \
-         FROM ends JOIN opportunities o ON o.created_at < ends.e \
-         WHERE o.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION') AND o.id IN (SELECT opp FROM moved) \
-         AND EXISTS (SELECT 1 FROM stage_changes sc WHERE sc.opportunity_id = o.id AND sc.at >= ends.e)",
-        sum("o.amount")
-    ));
-    opp_conditions(&mut q, f, "o");
-    q.push(" GROUP BY ends.b, o.stage");
-    pipeline_rows(db, q).await
-}
-
-/// `pipeline_at` by walking every opportunity's history: when many moved
-/// since the earliest end (an end long ago, a series), reading where the
-/// others stand now saves nothing. Each stage change holds from its time
-/// until the next change of the same opportunity (ordered by time, then id); an
-/// opportunity without any recorded history (rows loaded around Lockstep)
-/// is read as it stands: its current stage, if open.
-async fn pipeline_by_history(
-    db: &impl ConnectionTrait,
-    ends: &[(String, DateTime<Utc>)],
-    f: &MetricFilter,
-) -> AppResult<Vec<(String, OpportunityStage, i64, i64)>> {
-    if ends.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut q = with_ends(db.get_database_backend(), ends);
-    q.push(
-        "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
-         LEAD(sc.at) OVER (PARTITION BY sc.opportunity_id ORDER BY sc.at, sc.id) AS until \
-         FROM stage_changes sc WHERE sc.opportunity_id IS NOT NULL) ",
-    );
-    q.push(&format!(
-        "SELECT ends.b AS b, h.stage AS stage, COUNT(*) AS n, {} AS amount \
-         FROM ends JOIN h ON h.since < ends.e AND (h.until IS NULL OR h.until >= ends.e) \
-         JOIN opportunities o ON o.id = h.opp AND o.created_at < ends.e \
-         WHERE h.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION')",
-        sum("o.amount")
-    ));
-    opp_conditions(&mut q, f, "o");
-    q.push(&format!(
-        " GROUP BY ends.b, h.stage UNION ALL \
-         SELECT ends.b AS b, o.stage AS stage, COUNT(*) AS n, {} AS amount \
-         FROM ends JOIN opportunities o ON o.created_at < ends.e \
-         WHERE o.stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION') \
-         AND NOT EXISTS (SELECT 1 FROM stage_changes sc WHERE sc.opportunity_id = o.id)",
-        sum("o.amount")
-    ));
-    opp_conditions(&mut q, f, "o");
-    q.push(" GROUP BY ends.b, o.stage");
-    pipeline_rows(db, q).await
 }
 
 // ---------------------------------------------------------------- closed loop
