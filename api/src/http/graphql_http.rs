@@ -347,8 +347,7 @@ async fn execute(
     let op_label = metrics.operation_label(params.operation_name.as_deref());
     let span = Span::current();
     span.record("operation", op_label.as_str());
-    // An automatic persisted query: the text of a known hash, or the text
-    // with its hash to keep once it parses.
+    // A request refused before execution: counted, and answered with its code.
     let refuse = |message: &str, code: ErrorCode| {
         metrics.graphql(
             &op_label,
@@ -362,6 +361,8 @@ async fn execute(
             request_error: true,
         }
     };
+    // An automatic persisted query: the text of a known hash, or the text
+    // with its hash to keep once it parses.
     let register = match state
         .persisted
         .lookup(&params.query, &mut params.extensions)
@@ -377,13 +378,7 @@ async fn execute(
     };
     // Before anything recursive reads it (the parser, input coercion).
     if let Some(reason) = super::hostile::refuse(&params.query, params.variables.as_ref()) {
-        let code = ErrorCode::BadUserInput.as_str();
-        metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
-        span.record("code", code);
-        return Ok(Executed {
-            body: to_bytes(&error_body(&reason, ErrorCode::BadUserInput)),
-            request_error: true,
-        });
+        return Ok(refuse(&reason, ErrorCode::BadUserInput));
     }
     // A document seen before comes from the cache; a new one is parsed here
     // once and handed to the schema, whose extension keeps it.
@@ -407,13 +402,7 @@ async fn execute(
         state.persisted.keep(hash, &params.query);
     }
     if let Some(reason) = super::hostile::enum_as_string(&doc) {
-        let code = ErrorCode::BadUserInput.as_str();
-        metrics.graphql(&op_label, "none", code, started.elapsed().as_secs_f64());
-        span.record("code", code);
-        return Ok(Executed {
-            body: to_bytes(&error_body(&reason, ErrorCode::BadUserInput)),
-            request_error: true,
-        });
+        return Ok(refuse(&reason, ErrorCode::BadUserInput));
     }
     if get
         && selected_operation(&doc, params.operation_name.as_deref())
