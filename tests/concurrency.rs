@@ -252,8 +252,10 @@ async fn dump(app: &TestApp, table: &str, cols: &str) -> Vec<String> {
     };
     let list: Vec<String> = cols.split(", ").map(text).collect();
     let sep = " || '|' || ";
-    let nonzero = if table == "attribution_credits" {
+    let nonzero = if table == "attribution_credits" || table == "lead_timings" {
         "1 = 1".to_owned()
+    } else if table == "lead_timing_rollup" {
+        "n <> 0".to_owned()
     } else {
         "leads <> 0 OR mqls <> 0 OR sals <> 0 OR sqls <> 0 OR converted <> 0 OR opportunities <> 0 OR won <> 0 OR won_amount <> 0".to_owned()
     };
@@ -303,6 +305,13 @@ async fn snapshot(app: &TestApp) -> Vec<Vec<String>> {
             &format!("day, source, campaign_id, team_id, segment, {counts}"),
         )
         .await,
+        dump(
+            app,
+            "lead_timings",
+            "lead_id, metric, created_at, bucket, hours",
+        )
+        .await,
+        dump(app, "lead_timing_rollup", "metric, month, bucket, n").await,
     ]
 }
 
@@ -424,6 +433,8 @@ db_test!(
             "lead_rollup_segment",
             "attribution_credits",
             "lead_rollup_bi",
+            "lead_timings",
+            "lead_timing_rollup",
         ]
         .iter()
         .enumerate()

@@ -91,11 +91,13 @@ fn query() -> String {
         .collect::<Vec<_>>()
         .join(" ");
     format!(
-        "{{ metrics({JAN}) {{ funnel {{ stages {{ stage reached }} }} \
+        "{{ metrics({JAN}) {{ funnel {{ stages {{ stage reached medianHoursToNext }} }} \
+         speedToLead {{ medianHours touched untouched }} \
          closedLoop(groupBy: SOURCE) {{ key leads mqls opportunities won wonRevenue }} \
          byCampaign: closedLoop(groupBy: CAMPAIGN) {{ key campaignName leads won wonRevenue }} \
          bySegment: closedLoop(groupBy: SEGMENT) {{ key leads won wonRevenue }} {models} }} \
-         ent: metrics({JAN}, filter: {{segment: ENTERPRISE}}) {{ funnel {{ stages {{ stage reached }} }} }} \
+         ent: metrics({JAN}, filter: {{segment: ENTERPRISE}}) {{ funnel {{ stages {{ stage reached medianHoursToNext }} }} \
+         speedToLead {{ medianHours touched untouched }} }} \
          entPaid: metrics({JAN}, filter: {{segment: ENTERPRISE, source: PAID}}) {{ funnel {{ stages {{ stage reached }} }} }} }}"
     )
 }
@@ -186,7 +188,7 @@ db_test!(rollups_follow_every_write, |app| async move {
     touch(app, &l1, &b, "2026-01-07T12:00:00Z").await;
     let resp = app
         .admin(
-            "mutation($id: ID!) { updateLead(id: $id, input: {source: PAID}) { id } }",
+            "mutation($id: ID!) { updateLead(id: $id, input: {source: PAID, firstTouchAt: \"2026-01-10T17:00:00Z\"}) { id } }",
             json!({"id": l2}),
         )
         .await;
@@ -204,6 +206,37 @@ db_test!(rollups_follow_every_write, |app| async move {
     let resp = app.admin(&query(), json!({})).await;
     let (after, ent) = (data(&resp)["metrics"].clone(), data(&resp)["ent"].clone());
     assert_eq!(reached(&after), [3, 3, 2, 2, 2, 2], "{after}");
+    // Medians of the steps the leads took themselves: INQUIRY → MQL L1 38 h,
+    // L2 9 h; SQL → OPPORTUNITY L1 24 h, L3 10 min; OPPORTUNITY → WON L1
+    // 288 h, L3 5 min (L3 skipped MQL and SAL: no time for those steps).
+    let medians: Vec<Option<f64>> = after["funnel"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["medianHoursToNext"].as_f64())
+        .collect();
+    let want = [
+        Some(23.5),
+        Some(48.0),
+        Some(24.0),
+        Some(12.0 + 1.0 / 12.0),
+        Some(144.0 + 1.0 / 24.0),
+        None,
+    ];
+    for (got, want) in medians.iter().zip(want) {
+        match (got, want) {
+            // SQLite times by julianday(): exact to about a millisecond.
+            (Some(g), Some(w)) => assert!((g - w).abs() < 1e-6, "{medians:?}"),
+            (g, w) => assert_eq!(*g, w, "{medians:?}"),
+        }
+    }
+    // Speed to lead: L2's first touch, set late, 2 hours after creation.
+    let stl = &after["speedToLead"];
+    assert_eq!((&stl["touched"], &stl["untouched"]), (&json!(1), &json!(2)));
+    assert!(
+        (stl["medianHours"].as_f64().unwrap() - 2.0).abs() < 1e-6,
+        "{stl}"
+    );
     assert_eq!(reached(&ent), [3, 3, 2, 2, 2, 2], "{ent}");
     // Segment crossed with source (`lead_rollup_bi`): L2, corrected to PAID,
     // and L3, both of the account now ENTERPRISE.

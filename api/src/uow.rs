@@ -674,6 +674,13 @@ impl Work {
             let delta = after.minus(&self.before);
             rollups::apply(&self.txn, &delta).await?;
         }
+        if !self.leads.is_empty() {
+            // A lead's timings follow from the lead, its stage history and
+            // its opportunity, all locked through it (an account's change
+            // moves none of them).
+            let leads: Vec<Uuid> = self.leads.iter().copied().collect();
+            crate::metrics::timings::refresh(&self.txn, &leads).await?;
+        }
         crate::metrics::cache::bump(&self.txn).await?;
         let events = std::mem::take(&mut self.handoff_events);
         let postgres = self.is_postgres();

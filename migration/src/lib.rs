@@ -21,6 +21,7 @@ mod m20261202_000018_integration_client_secrets;
 mod m20261203_000019_lead_stage_source_index;
 mod m20261203_000020_bi_rollup;
 mod m20261203_000021_opportunity_changes_by_time;
+mod m20261203_000022_lead_timings;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000019_lead_stage_source_index::Migration),
             Box::new(m20261203_000020_bi_rollup::Migration),
             Box::new(m20261203_000021_opportunity_changes_by_time::Migration),
+            Box::new(m20261203_000022_lead_timings::Migration),
         ]
     }
 }

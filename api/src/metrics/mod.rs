@@ -8,5 +8,6 @@ pub mod handoffs;
 pub mod rollups;
 pub mod service;
 pub(crate) mod sql;
+pub mod timings;
 
 pub use service::*;

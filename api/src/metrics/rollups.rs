@@ -11,7 +11,9 @@
 //!   day;
 //! - `lead_rollup_bi`: the same counts per day, source, campaign, team and
 //!   account segment — the grouping of the BI views `bi_funnel_daily` and
-//!   `bi_closed_loop`, which read it instead of the leads (migration 20).
+//!   `bi_closed_loop`, which read it instead of the leads (migration 20);
+//! - `lead_timings` and `lead_timing_rollup`: the durations the funnel's and
+//!   speed to lead's medians are taken over (`super::timings`, migration 22).
 //!
 //! `rebuild` recomputes both from the records (the seed, and `ensure` when a
 //! database's rollups predate this code); a test compares the rollups that
@@ -25,7 +27,7 @@ use uuid::Uuid;
 
 /// The rollups' definition version: raise it when what they hold changes,
 /// and every database rebuilds them on its next start.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// The models credits are kept for, as stored.
 pub const MODELS: [&str; 4] = ["FIRST_TOUCH", "LAST_TOUCH", "LINEAR", "W_SHAPED"];
@@ -571,8 +573,8 @@ async fn vacuum(db: &impl ConnectionTrait) {
     if backend != DbBackend::Postgres {
         return;
     }
-    let sql =
-        "VACUUM (ANALYZE) attribution_credits, lead_rollup, lead_rollup_segment, lead_rollup_bi";
+    let sql = "VACUUM (ANALYZE) attribution_credits, lead_rollup, lead_rollup_segment, lead_rollup_bi, \
+               lead_timings, lead_timing_rollup";
     if let Err(e) = db.execute_raw(Statement::from_string(backend, sql)).await {
         tracing::warn!(error = %e, "could not vacuum the rebuilt metric rollups");
     }
@@ -586,6 +588,8 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
         "lead_rollup",
         "lead_rollup_segment",
         "lead_rollup_bi",
+        "lead_timings",
+        "lead_timing_rollup",
     ] {
         // PostgreSQL: TRUNCATE leaves no dead rows behind (a DELETE of every
         // row would double the tables until a vacuum); it is transactional,
@@ -601,11 +605,13 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     insert_credits(&mut ins, &Won::All);
     db.execute_raw(ins.statement()).await?;
     insert_all_leads(db).await?;
+    super::timings::rebuild_in(db).await?;
     if pg {
         // The planner's view of the new contents, at once.
         db.execute_raw(Statement::from_string(
             backend,
-            "ANALYZE attribution_credits, lead_rollup, lead_rollup_segment, lead_rollup_bi",
+            "ANALYZE attribution_credits, lead_rollup, lead_rollup_segment, lead_rollup_bi, \
+             lead_timings, lead_timing_rollup",
         ))
         .await?;
     }

@@ -215,59 +215,6 @@ pub struct Funnel {
     pub inquiry_to_won: Option<f64>,
 }
 
-/// The leads created in the period that became MQL, with the first time each
-/// entered each stage *itself* (t1 INQUIRY kept on the lead, t2 MQL … t4 SQL
-/// from the lead's first-entry times or its history, t5 OPPORTUNITY at
-/// conversion) and t6 WON: what the funnel's medians read.
-/// A lead is timed for a step only when it entered both stages themselves
-/// (a lead created at MQL has no INQUIRY → MQL time; one that skipped SAL
-/// adds nothing to MQL → SAL nor SAL → SQL), and the next stage no earlier
-/// than this one. Every step ends at MQL or later, so only leads that became
-/// MQL (`mql_at`, "MQL or a later stage") can have one.
-fn funnel_cte(q: &mut Sql, p: &Period, f: &MetricFilter) {
-    let first = |stage: &str| {
-        format!(
-            "(SELECT MIN(sc.at) FROM stage_changes sc WHERE sc.to_stage = '{stage}' AND sc.lead_id = l.id)"
-        )
-    };
-    // The lead keeps the first entry into each stage "or a later one"; when
-    // that is strictly before the first entry into a later one (or there is
-    // none), it was an entry into the stage itself, and the first. Only the
-    // other leads (they skipped the stage, or came back to it) read the
-    // history, by `ix_stage_changes_to_stage`.
-    let itself = |col: &str, later: &str, stage: &str| {
-        format!(
-            "CASE WHEN l.{later} IS NULL OR l.{col} < l.{later} THEN l.{col} ELSE {} END",
-            first(stage)
-        )
-    };
-    q.push(&format!(
-        "WITH reach AS (SELECT {} AS t1, {} AS t2, {} AS t3, {} AS t4, l.converted_at AS t5, \
-         o.closed_at AS t6 FROM leads l \
-         LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id AND o.stage = 'CLOSED_WON' \
-         WHERE l.created_at >= ",
-        "l.inquiry_at",
-        itself("mql_at", "sal_at", "MQL"),
-        itself("sal_at", "sql_at", "SAL"),
-        itself("sql_at", "converted_at", "SQL"),
-    ))
-    .bind(p.from)
-    .push(" AND l.created_at < ")
-    .bind(p.to);
-    q.push(" AND l.mql_at IS NOT NULL");
-    lead_conditions(q, f, "l");
-    q.push(") ");
-}
-
-/// The condition under which a lead of `reach` is timed for step `k`.
-fn timed(q: &Sql, k: usize) -> String {
-    let n = k + 1;
-    format!(
-        "t{k} IS NOT NULL AND t{n} IS NOT NULL AND {} >= 0",
-        q.hours(&format!("t{k}"), &format!("t{n}"))
-    )
-}
-
 /// How a lead-cohort count over a period reads: whole UTC days from a rollup
 /// table, the partial days at either end from the leads themselves.
 struct CohortSplit {
@@ -482,75 +429,24 @@ fn read_reached(row: Option<&QueryResult>, reached: &mut [i64; 6]) -> AppResult<
     Ok(())
 }
 
+/// The funnel of the leads created in the period: counts from the cohort
+/// rollups, medians from the leads' timings (`super::timings`: a lead is
+/// timed for a step when it entered both stages itself, the next no earlier
+/// than this one).
 pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> AppResult<Funnel> {
     let backend = db.get_database_backend();
-    let diff = |q: &Sql, k: usize| q.hours(&format!("t{k}"), &format!("t{}", k + 1));
     let mut reached = [0i64; 6];
-    let mut medians = [None; 6];
     let mut counts = Sql::new(backend);
     cohort_counts(&mut counts, p, f, GroupKey::Nothing);
-    if backend == DbBackend::Postgres {
-        // Three statements at once: the counts (from the rollup, so cheap)
-        // and the medians in two halves of about the same number of values
-        // (`percentile_cont` sorts in one process). Every step ends at MQL
-        // or later, so the medians read only leads that became MQL (their
-        // own partial index).
-        let half = |steps: &[usize]| {
-            let mut q = Sql::new(backend);
-            funnel_cte(&mut q, p, f);
-            let cols = steps
-                .iter()
-                .map(|k| {
-                    format!(
-                        "CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY {}) FILTER (WHERE {}) AS DOUBLE PRECISION) AS m{k}",
-                        diff(&q, *k),
-                        timed(&q, *k)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            q.push(&format!("SELECT {cols} FROM reach"));
-            q
-        };
-        const HALVES: [&[usize]; 2] = [&[1, 4], &[2, 3, 5]];
-        let (c, m1, m2) = tokio::try_join!(
-            db.query_one_raw(counts.statement()),
-            db.query_one_raw(half(HALVES[0]).statement()),
-            db.query_one_raw(half(HALVES[1]).statement()),
-        )?;
-        read_reached(c.as_ref(), &mut reached)?;
-        for (row, steps) in [(m1, HALVES[0]), (m2, HALVES[1])] {
-            if let Some(row) = row {
-                for &k in steps {
-                    medians[k - 1] = f64_at(&row, &format!("m{k}"))?;
-                }
-            }
-        }
-    } else {
-        let row = db.query_one_raw(counts.statement()).await?;
-        read_reached(row.as_ref(), &mut reached)?;
-        let mut q = Sql::new(backend);
-        // As on PostgreSQL, only leads that became MQL have a step to time.
-        funnel_cte(&mut q, p, f);
-        let rel = (1..=5)
-            .map(|k| {
-                format!(
-                    "SELECT {k} AS k, {} AS v FROM reach WHERE {}",
-                    diff(&q, k),
-                    timed(&q, k)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        let m = q.median_by(&rel);
-        q.push(&m);
-        for row in db.query_all_raw(q.statement()).await? {
-            let k = i64_at(&row, "k")?;
-            if (1..=5).contains(&k) {
-                medians[(k - 1) as usize] = f64_at(&row, "median")?;
-            }
-        }
-    }
+    let (row, m) = tokio::try_join!(
+        async { Ok::<_, AppError>(db.query_one_raw(counts.statement()).await?) },
+        super::timings::medians(db, p, f, &super::timings::FUNNEL_STEPS),
+    )?;
+    read_reached(row.as_ref(), &mut reached)?;
+    let medians: Vec<Option<f64>> = super::timings::FUNNEL_STEPS
+        .iter()
+        .map(|k| m.median(*k))
+        .collect();
     let stages = FUNNEL_STAGES
         .iter()
         .enumerate()
@@ -562,7 +458,7 @@ pub async fn funnel(db: &impl ConnectionTrait, p: &Period, f: &MetricFilter) -> 
             } else {
                 None
             },
-            median_hours_to_next: if i < 5 { medians[i] } else { None },
+            median_hours_to_next: medians.get(i).copied().flatten(),
         })
         .collect();
     Ok(Funnel {
@@ -670,6 +566,9 @@ pub struct SpeedToLead {
     pub untouched: i64,
 }
 
+/// Speed to lead of the leads created in the period: the median from the
+/// leads' timings (every touched lead has one), the leads from the cohort
+/// rollups.
 pub async fn speed_to_lead(
     db: &impl ConnectionTrait,
     p: &Period,
@@ -677,37 +576,19 @@ pub async fn speed_to_lead(
 ) -> AppResult<SpeedToLead> {
     let backend = db.get_database_backend();
     let mut counts = Sql::new(backend);
-    counts
-        .push(&format!(
-            "SELECT {} AS touched, {} AS untouched FROM leads l WHERE l.created_at >= ",
-            sum("CASE WHEN l.first_touch_at IS NOT NULL THEN 1 ELSE 0 END"),
-            sum("CASE WHEN l.first_touch_at IS NULL THEN 1 ELSE 0 END")
-        ))
-        .bind(p.from)
-        .push(" AND l.created_at < ")
-        .bind(p.to);
-    lead_conditions(&mut counts, f, "l");
-    let mut out = SpeedToLead::default();
-    if let Some(row) = db.query_one_raw(counts.statement()).await? {
-        out.touched = i64_at(&row, "touched")?;
-        out.untouched = i64_at(&row, "untouched")?;
-    }
-    let mut inner = Sql::new(backend);
-    let hours = inner.hours("l.created_at", "l.first_touch_at");
-    inner
-        .push(&format!("SELECT 1 AS k, {hours} AS v FROM leads l WHERE l.first_touch_at IS NOT NULL AND l.created_at >= "))
-        .bind(p.from)
-        .push(" AND l.created_at < ")
-        .bind(p.to);
-    lead_conditions(&mut inner, f, "l");
-    let (text, values) = inner.into_parts();
-    let mut q = Sql::new(backend);
-    let m = q.median_by(&text);
-    q.push_with(&m, values);
-    if let Some(row) = db.query_one_raw(q.statement()).await? {
-        out.median_hours = f64_at(&row, "median")?;
-    }
-    Ok(out)
+    cohort_counts(&mut counts, p, f, GroupKey::Nothing);
+    let (row, m) = tokio::try_join!(
+        async { Ok::<_, AppError>(db.query_one_raw(counts.statement()).await?) },
+        super::timings::medians(db, p, f, &[super::timings::SPEED_TO_LEAD]),
+    )?;
+    let mut reached = [0i64; 6];
+    read_reached(row.as_ref(), &mut reached)?;
+    let touched = m.count(super::timings::SPEED_TO_LEAD);
+    Ok(SpeedToLead {
+        median_hours: m.median(super::timings::SPEED_TO_LEAD),
+        touched,
+        untouched: reached[0] - touched,
+    })
 }
 
 // ------------------------------------------------------------------ retention

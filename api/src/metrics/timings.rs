@@ -1,0 +1,438 @@
+//! Lead timings: the durations behind the funnel's medians (hours from each
+//! stage to the next) and speed to lead's (hours from creation to the first
+//! touch), kept at write time (tables in migration 22).
+//!
+//! A median over the leads created in a period used to read every such lead
+//! (and, for the funnel, the stage history of those that skipped a stage)
+//! and sort the durations: ~0.5–1.5 s at 1M leads. Now each lead's timings
+//! are rows of `lead_timings`, each with a *bucket* that never decreases as
+//! the duration grows, and `lead_timing_rollup` counts them per metric, UTC
+//! month of creation and bucket. A median is exact and takes two short
+//! statements:
+//! 1. how many timings each bucket holds in the period (whole months from
+//!    the rollup, the partial months at either end from an index; with a
+//!    filter, from the timings of the filtered leads);
+//! 2. the middle value(s), read from the one or two buckets that hold the
+//!    middle rank(s), in value order.
+//!
+//! The unit of work calls [`refresh`] at commit for every lead it locked,
+//! created or deleted; [`rebuild_in`] refills both tables from the records.
+
+use super::service::{MetricFilter, Period, lead_conditions, midnight};
+use super::sql::Sql;
+use crate::error::AppResult;
+use chrono::{Datelike, NaiveDate};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Metric 1–5: the funnel's step k (stage k → stage k + 1 of INQUIRY, MQL,
+/// SAL, SQL, OPPORTUNITY, WON).
+pub const FUNNEL_STEPS: [i16; 5] = [1, 2, 3, 4, 5];
+/// Metric 6: hours from a lead's creation to its first touch.
+pub const SPEED_TO_LEAD: i16 = 6;
+
+/// The bucket of a duration of `h` hours (a column): 0 within a second of
+/// zero; else, with `s` the duration in seconds and `d` its number of
+/// digits before the point, `d * 100` plus its first two significant digits
+/// (10–99), negated for negative durations. Within a power of ten it grows
+/// with the duration, and every bucket of the next power is higher (a
+/// rounding that gives 100 still stays below the next power's first, 10):
+/// bucket order is value order, which is all the medians rely on.
+fn bucket(backend: DbBackend, h: &str) -> String {
+    let floor = |x: String| match backend {
+        DbBackend::Postgres => format!("CAST(floor({x}) AS INTEGER)"),
+        // Non-negative here: truncation is the floor.
+        _ => format!("CAST({x} AS INTEGER)"),
+    };
+    let magnitude = |s: String| {
+        let mut out = format!("CASE WHEN {s} < 1 THEN 0");
+        for d in 1..=10i32 {
+            out.push_str(&format!(
+                " WHEN {s} < 1e{d} THEN {} + {}",
+                d * 100,
+                floor(format!("{s} * 1e{}", 2 - d))
+            ));
+        }
+        out.push_str(" ELSE 1100 END");
+        out
+    };
+    format!(
+        "CASE WHEN {h} >= 0 THEN {} ELSE -({}) END",
+        magnitude(format!("({h} * 3600.0)")),
+        magnitude(format!("({h} * -3600.0)"))
+    )
+}
+
+/// The UTC month of a timestamp column, as `lead_timing_rollup.month` holds it.
+fn month_of(backend: DbBackend, col: &str) -> String {
+    match backend {
+        DbBackend::Postgres => {
+            format!("CAST(CAST(date_trunc('month', {col} AT TIME ZONE 'UTC') AS DATE) AS TEXT)")
+        }
+        _ => format!("strftime('%Y-%m-01', {col})"),
+    }
+}
+
+/// `INSERT`s the timings of the leads `scope` selects (all when `None`).
+///
+/// Per lead: t1 INQUIRY (kept on the lead), t2 MQL … t4 SQL, the first time
+/// it entered each stage *itself* (from the lead's first-entry times, or its
+/// history when it skipped the stage or came back to it), t5 OPPORTUNITY at
+/// conversion, t6 WON when its opportunity was won. A lead is timed for step
+/// k when it entered both stages itself and the next no earlier than this
+/// one; every step ends at MQL or later, so only leads that became MQL
+/// have one. Speed to lead times every touched lead, whatever the sign.
+fn insert(q: &mut Sql, scope: Option<&[Uuid]>) {
+    let first = |stage: &str| {
+        format!(
+            "(SELECT MIN(sc.at) FROM stage_changes sc WHERE sc.to_stage = '{stage}' AND sc.lead_id = l.id)"
+        )
+    };
+    // The lead keeps the first entry into each stage "or a later one"; when
+    // that is strictly before the first entry into a later one (or there is
+    // none), it was an entry into the stage itself, and the first. Only the
+    // other leads read the history, by `ix_stage_changes_to_stage`.
+    let itself = |col: &str, later: &str, stage: &str| {
+        format!(
+            "CASE WHEN l.{later} IS NULL OR l.{col} < l.{later} THEN l.{col} ELSE {} END",
+            first(stage)
+        )
+    };
+    q.push(&format!(
+        "WITH reach AS (SELECT l.id, l.created_at, l.first_touch_at, l.mql_at, l.inquiry_at AS t1, \
+         {} AS t2, {} AS t3, {} AS t4, \
+         l.converted_at AS t5, o.closed_at AS t6 FROM leads l \
+         LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id AND o.stage = 'CLOSED_WON'",
+        itself("mql_at", "sal_at", "MQL"),
+        itself("sal_at", "sql_at", "SAL"),
+        itself("sql_at", "converted_at", "SQL"),
+    ));
+    if let Some(leads) = scope {
+        q.push(" WHERE l.id IN ").bind_list(leads.iter().copied());
+    }
+    q.push("), steps AS (");
+    for k in FUNNEL_STEPS {
+        let n = k + 1;
+        q.push(&format!(
+            "SELECT id, created_at, {k} AS metric, {h} AS h FROM reach \
+             WHERE mql_at IS NOT NULL AND t{k} IS NOT NULL AND t{n} IS NOT NULL UNION ALL ",
+            h = q.hours(&format!("t{k}"), &format!("t{n}")),
+        ));
+    }
+    q.push(&format!(
+        "SELECT id, created_at, {SPEED_TO_LEAD} AS metric, {h} AS h FROM reach WHERE first_touch_at IS NOT NULL) \
+         INSERT INTO lead_timings (lead_id, metric, created_at, bucket, hours) \
+         SELECT id, metric, created_at, {b}, h FROM steps WHERE metric = {SPEED_TO_LEAD} OR h >= 0",
+        h = q.hours("created_at", "first_touch_at"),
+        b = bucket(q.backend, "h"),
+    ));
+}
+
+/// Rollup rows: (metric, month `YYYY-MM-01`, bucket) → count.
+type Counts = BTreeMap<(i16, String, i32), i64>;
+
+/// How many timings the leads in `leads` have, per rollup row.
+async fn counts(db: &impl ConnectionTrait, leads: &[Uuid]) -> AppResult<Counts> {
+    let backend = db.get_database_backend();
+    let mut q = Sql::new(backend);
+    q.push(&format!(
+        "SELECT CAST(metric AS INTEGER) AS metric, {} AS month, bucket, CAST(COUNT(*) AS BIGINT) AS n \
+         FROM lead_timings t WHERE t.lead_id IN ",
+        month_of(backend, "t.created_at")
+    ))
+    .bind_list(leads.iter().copied())
+    .push(" GROUP BY 1, 2, 3");
+    let mut out = Counts::new();
+    for row in db.query_all_raw(q.statement()).await? {
+        let metric: i32 = row.try_get_by_index(0)?;
+        let month: String = row.try_get_by_index(1)?;
+        let bucket: i32 = row.try_get_by_index(2)?;
+        let n: i64 = row.try_get_by_index(3)?;
+        *out.entry((metric as i16, month, bucket)).or_insert(0) += n;
+    }
+    Ok(out)
+}
+
+/// Rewrites the timings of `leads` as they stand in this transaction and
+/// moves the rollup by the difference (rows in key order, so that writers
+/// of the same rows lock them in one order; none when nothing moved).
+pub async fn refresh(db: &impl ConnectionTrait, leads: &[Uuid]) -> AppResult<()> {
+    if leads.is_empty() {
+        return Ok(());
+    }
+    let backend = db.get_database_backend();
+    let mut delta = Counts::new();
+    for chunk in leads.chunks(1000) {
+        for (k, n) in counts(db, chunk).await? {
+            *delta.entry(k).or_insert(0) -= n;
+        }
+        let mut del = Sql::new(backend);
+        del.push("DELETE FROM lead_timings WHERE lead_id IN ")
+            .bind_list(chunk.iter().copied());
+        db.execute_raw(del.statement()).await?;
+        let mut ins = Sql::new(backend);
+        insert(&mut ins, Some(chunk));
+        db.execute_raw(ins.statement()).await?;
+        for (k, n) in counts(db, chunk).await? {
+            *delta.entry(k).or_insert(0) += n;
+        }
+    }
+    delta.retain(|_, n| *n != 0);
+    let rows: Vec<_> = delta.into_iter().collect();
+    for chunk in rows.chunks(500) {
+        let mut q = Sql::new(backend);
+        q.push("INSERT INTO lead_timing_rollup (metric, month, bucket, n) VALUES ");
+        for (i, ((metric, month, bucket), n)) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push("(").bind(*metric).push(", ");
+            if backend == DbBackend::Postgres {
+                q.push("CAST(").bind(month.clone()).push(" AS DATE)");
+            } else {
+                q.bind(month.clone());
+            }
+            q.push(", ").bind(*bucket).push(", ").bind(*n).push(")");
+        }
+        q.push(" ON CONFLICT (metric, month, bucket) DO UPDATE SET n = lead_timing_rollup.n + excluded.n");
+        db.execute_raw(q.statement()).await?;
+    }
+    Ok(())
+}
+
+/// Refills both tables from the records (they are empty).
+pub async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let mut ins = Sql::new(backend);
+    insert(&mut ins, None);
+    db.execute_raw(ins.statement()).await?;
+    let month = match backend {
+        DbBackend::Postgres => {
+            "CAST(date_trunc('month', created_at AT TIME ZONE 'UTC') AS DATE)".to_owned()
+        }
+        _ => month_of(backend, "created_at"),
+    };
+    db.execute_raw(Statement::from_string(
+        backend,
+        format!(
+            "INSERT INTO lead_timing_rollup (metric, month, bucket, n) \
+             SELECT metric, {month}, bucket, COUNT(*) FROM lead_timings GROUP BY 1, 2, 3"
+        ),
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The medians of some metrics over the leads created in the period (after
+/// filters), and how many timings each has.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Medians(BTreeMap<i16, (i64, Option<f64>)>);
+
+impl Medians {
+    pub fn median(&self, metric: i16) -> Option<f64> {
+        self.0.get(&metric).and_then(|(_, m)| *m)
+    }
+
+    /// How many leads of the period have this timing.
+    pub fn count(&self, metric: i16) -> i64 {
+        self.0.get(&metric).map_or(0, |(n, _)| *n)
+    }
+}
+
+fn is_unfiltered(f: &MetricFilter) -> bool {
+    f.segment.is_none()
+        && f.source.is_none()
+        && f.campaign_id.is_none()
+        && f.team_id.is_none()
+        && f.owner_id.is_none()
+        && f.account_ids.is_empty()
+        && f.is_target.is_none()
+}
+
+/// The first day of the month after `d`'s (or `d` when it is a first).
+fn month_at_or_after(d: NaiveDate) -> NaiveDate {
+    let first = d.with_day(1).unwrap_or(d);
+    if first == d {
+        d
+    } else {
+        first
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap_or(d)
+    }
+}
+
+/// ` FROM lead_timings t …` with the filtered leads and the period, for
+/// the timings created in `[from, to)`.
+fn timings_in(
+    q: &mut Sql,
+    f: &MetricFilter,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) {
+    if is_unfiltered(f) {
+        q.push(" FROM lead_timings t WHERE t.created_at >= ")
+            .bind(from)
+            .push(" AND t.created_at < ")
+            .bind(to);
+    } else {
+        // Both tables bounded by the period: the database may start from
+        // the leads (by a filter's index) or from the timings.
+        q.push(" FROM lead_timings t JOIN leads l ON l.id = t.lead_id WHERE t.created_at >= ")
+            .bind(from)
+            .push(" AND t.created_at < ")
+            .bind(to)
+            .push(" AND l.created_at >= ")
+            .bind(from)
+            .push(" AND l.created_at < ")
+            .bind(to);
+        lead_conditions(q, f, "l");
+    }
+}
+
+fn metric_list(metrics: &[i16]) -> String {
+    metrics
+        .iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The exact medians of `metrics` over the leads created in the period
+/// (after filters): the mean of the two middle values for an even count.
+pub async fn medians(
+    db: &impl ConnectionTrait,
+    p: &Period,
+    f: &MetricFilter,
+    metrics: &[i16],
+) -> AppResult<Medians> {
+    let backend = db.get_database_backend();
+    let list = metric_list(metrics);
+    // 1. Timings per metric and bucket in the period.
+    let mut q = Sql::new(backend);
+    q.push("SELECT CAST(metric AS INTEGER) AS metric, bucket, CAST(SUM(n) AS BIGINT) AS n FROM (");
+    let mut raw = vec![(p.from, p.to)];
+    if is_unfiltered(f) {
+        let first = month_at_or_after(p.from.date_naive());
+        let first = if midnight(first) < p.from {
+            month_at_or_after(first + chrono::Duration::days(1))
+        } else {
+            first
+        };
+        let end = p.to.date_naive().with_day(1).unwrap_or(p.to.date_naive());
+        if first < end {
+            q.push(&format!(
+                "SELECT metric, bucket, n FROM lead_timing_rollup WHERE metric IN ({list}) AND month >= "
+            ))
+            .bind(first)
+            .push(" AND month < ")
+            .bind(end);
+            raw = [(p.from, midnight(first)), (midnight(end), p.to)]
+                .into_iter()
+                .filter(|(a, b)| a < b)
+                .collect();
+            if !raw.is_empty() {
+                q.push(" UNION ALL ");
+            }
+        }
+    }
+    for (i, (from, to)) in raw.iter().enumerate() {
+        if i > 0 {
+            q.push(" UNION ALL ");
+        }
+        q.push("SELECT t.metric AS metric, t.bucket AS bucket, COUNT(*) AS n");
+        timings_in(&mut q, f, *from, *to);
+        q.push(&format!(
+            " AND t.metric IN ({list}) GROUP BY t.metric, t.bucket"
+        ));
+    }
+    q.push(") x GROUP BY metric, bucket HAVING SUM(n) > 0 ORDER BY metric, bucket");
+    let mut buckets: BTreeMap<i16, Vec<(i32, i64)>> = BTreeMap::new();
+    for row in db.query_all_raw(q.statement()).await? {
+        let metric: i32 = row.try_get_by_index(0)?;
+        let bucket: i32 = row.try_get_by_index(1)?;
+        let n: i64 = row.try_get_by_index(2)?;
+        buckets.entry(metric as i16).or_default().push((bucket, n));
+    }
+    let mut out = Medians::default();
+    for m in metrics {
+        out.0.insert(*m, (0, None));
+    }
+    // 2. The middle value(s): ranks (n - 1) / 2 and n / 2 from 0, each in
+    // the bucket where the running count passes it.
+    let mut reads: Vec<(i16, i32, i64, i64)> = Vec::new();
+    for (metric, rows) in &buckets {
+        let n: i64 = rows.iter().map(|(_, c)| c).sum();
+        out.0.insert(*metric, (n, None));
+        let ranks = [(n - 1) / 2, n / 2];
+        let mut at = Vec::with_capacity(2);
+        for r in ranks {
+            let mut before = 0;
+            for (bucket, c) in rows {
+                if r < before + c {
+                    at.push((*bucket, r - before));
+                    break;
+                }
+                before += c;
+            }
+        }
+        match at.as_slice() {
+            [(b1, o1), (b2, o2)] if b1 == b2 => reads.push((*metric, *b1, *o1, o2 - o1 + 1)),
+            [(b1, o1), (b2, o2)] => {
+                reads.push((*metric, *b1, *o1, 1));
+                reads.push((*metric, *b2, *o2, 1));
+            }
+            _ => {}
+        }
+    }
+    if reads.is_empty() {
+        return Ok(out);
+    }
+    let mut q = Sql::new(backend);
+    for (i, (metric, bucket, offset, limit)) in reads.iter().enumerate() {
+        if i > 0 {
+            q.push(" UNION ALL ");
+        }
+        q.push(&format!(
+            "SELECT {metric} AS metric, v FROM (SELECT t.hours AS v"
+        ));
+        timings_in(&mut q, f, p.from, p.to);
+        q.push(&format!(" AND t.metric = {metric} AND t.bucket = "))
+            .bind(*bucket)
+            .push(&format!(
+                " ORDER BY t.hours LIMIT {limit} OFFSET {offset}) x{i}"
+            ));
+    }
+    let mut middle: BTreeMap<i16, Vec<f64>> = BTreeMap::new();
+    for row in db.query_all_raw(q.statement()).await? {
+        let metric: i32 = row.try_get_by_index(0)?;
+        let v: f64 = row.try_get_by_index(1)?;
+        middle.entry(metric as i16).or_default().push(v);
+    }
+    for (metric, vs) in middle {
+        let lo = vs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = vs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let median = match backend {
+            // percentile_cont(0.5)'s interpolation.
+            DbBackend::Postgres => lo + (hi - lo) * 0.5,
+            _ => (lo + hi) / 2.0,
+        };
+        if let Some(e) = out.0.get_mut(&metric) {
+            e.1 = Some(median);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_start_on_the_first() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(month_at_or_after(d("2026-03-01")), d("2026-03-01"));
+        assert_eq!(month_at_or_after(d("2026-03-02")), d("2026-04-01"));
+        assert_eq!(month_at_or_after(d("2026-12-31")), d("2027-01-01"));
+    }
+}
