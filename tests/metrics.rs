@@ -483,6 +483,29 @@ db_test!(win_rate_alone_skips_the_sales_cycle, |app| async move {
     let (alone, m) = metric_statements(app, "salesCycle").await;
     assert_eq!(alone, none + 1, "salesCycle alone: its median only");
     close(&m["salesCycle"], 10.0);
+    // So are the closed loop's medians (also asked through a fragment).
+    let (counts, m) = metric_statements(app, "closedLoop(groupBy: SOURCE) { key won }").await;
+    assert_eq!(
+        counts,
+        none + 1,
+        "closedLoop without medianCycleDays: its counts only"
+    );
+    assert!(
+        m["closedLoop"].as_array().is_some_and(|r| !r.is_empty()),
+        "{m}"
+    );
+    let (with, m) = metric_statements(
+        app,
+        "closedLoop(groupBy: SOURCE) { key ... on ClosedLoopRow { medianCycleDays } }",
+    )
+    .await;
+    assert_eq!(with, counts + 1, "medianCycleDays adds the medians");
+    let web = m["closedLoop"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["key"] == "WEB"))
+        .cloned()
+        .unwrap_or_default();
+    close(&web["medianCycleDays"], 10.0);
 });
 
 db_test!(empty_periods_give_null_rates, |app| async move {

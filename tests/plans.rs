@@ -115,9 +115,15 @@ async fn plan(db: &DatabaseConnection, sql: &str, n: usize) -> Result<Vec<String
                 .collect()
         }
         _ => {
-            let params = (1..=64)
-                .rev()
-                .find(|i| sql.contains(&format!("${i}")))
+            // The highest `$n` (a multi-row VALUES list binds hundreds).
+            let params = sql
+                .split('$')
+                .skip(1)
+                .filter_map(|s| {
+                    let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    digits.parse::<usize>().ok()
+                })
+                .max()
                 .unwrap_or(0);
             // Read-only: the statement is planned, never run, and rolled back.
             #[allow(clippy::disallowed_methods)]

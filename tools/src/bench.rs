@@ -460,7 +460,13 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
         (
             "closedLoop(SOURCE)",
             "closedLoop(groupBy: SOURCE) { key leads mqls opportunities won wonRevenue closeRate avgDealSize medianCycleDays }",
-            sql!(|db, p| metrics::closed_loop(&db, &p, &MetricFilter::default(), GroupBy::Source)),
+            sql!(|db, p| metrics::closed_loop(
+                &db,
+                &p,
+                &MetricFilter::default(),
+                GroupBy::Source,
+                metrics::Cycle::With
+            )),
         ),
         (
             "closedLoop(CAMPAIGN)",
@@ -469,7 +475,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, Box<dyn std::error::
                 &db,
                 &p,
                 &MetricFilter::default(),
-                GroupBy::Campaign
+                GroupBy::Campaign,
+                metrics::Cycle::With
             )),
         ),
         (

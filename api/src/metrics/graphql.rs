@@ -377,8 +377,15 @@ impl Metrics {
             ClosedLoopGroup::CampaignKind => GroupBy::CampaignKind,
             ClosedLoopGroup::Segment => GroupBy::Segment,
         };
-        let rows =
-            service::closed_loop(metrics_db(ctx)?, &self.period, &self.filter, group).await?;
+        // The sales cycle's medians cost a statement of their own: only
+        // when asked for.
+        let cycle = if ctx.look_ahead().field("medianCycleDays").exists() {
+            service::Cycle::With
+        } else {
+            service::Cycle::Without
+        };
+        let rows = service::closed_loop(metrics_db(ctx)?, &self.period, &self.filter, group, cycle)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| ClosedLoopRow {
