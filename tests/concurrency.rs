@@ -307,6 +307,12 @@ async fn snapshot(app: &TestApp) -> Vec<Vec<String>> {
         .await,
         dump(
             app,
+            "lead_rollup_closed_loop",
+            &format!("day, source, campaign_id, segment, {counts}"),
+        )
+        .await,
+        dump(
+            app,
             "lead_timings",
             "lead_id, metric, created_at, bucket, hours",
         )
@@ -433,6 +439,7 @@ db_test!(
             "lead_rollup_segment",
             "attribution_credits",
             "lead_rollup_bi",
+            "lead_rollup_closed_loop",
             "lead_timings",
             "lead_timing_rollup",
         ]

@@ -12,6 +12,8 @@
 //! - `lead_rollup_bi`: the same counts per day, source, campaign, team and
 //!   account segment — the grouping of the BI views `bi_funnel_daily` and
 //!   `bi_closed_loop`, which read it instead of the leads (migration 20);
+//! - `lead_rollup_closed_loop`: the same counts per day, source, campaign
+//!   and account segment — the rows of `bi_closed_loop` (migration 23);
 //! - `lead_timings` and `lead_timing_rollup`: the durations the funnel's and
 //!   speed to lead's medians are taken over (`super::timings`, migration 22).
 //!
@@ -27,7 +29,7 @@ use uuid::Uuid;
 
 /// The rollups' definition version: raise it when what they hold changes,
 /// and every database rebuilds them on its next start.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// The models credits are kept for, as stored.
 pub const MODELS: [&str; 4] = ["FIRST_TOUCH", "LAST_TOUCH", "LINEAR", "W_SHAPED"];
@@ -183,11 +185,18 @@ pub enum LeadTable {
     BySegment,
     /// `lead_rollup_bi`: source, campaign, team and the account's segment.
     Bi,
+    /// `lead_rollup_closed_loop`: source, campaign and the account's segment.
+    ClosedLoop,
 }
 
 impl LeadTable {
     /// Every table, in the order writes lock their rows.
-    pub const ALL: [LeadTable; 3] = [LeadTable::ByOwner, LeadTable::BySegment, LeadTable::Bi];
+    pub const ALL: [LeadTable; 4] = [
+        LeadTable::ByOwner,
+        LeadTable::BySegment,
+        LeadTable::Bi,
+        LeadTable::ClosedLoop,
+    ];
 }
 
 impl LeadTable {
@@ -196,6 +205,7 @@ impl LeadTable {
             LeadTable::ByOwner => "lead_rollup",
             LeadTable::BySegment => "lead_rollup_segment",
             LeadTable::Bi => "lead_rollup_bi",
+            LeadTable::ClosedLoop => "lead_rollup_closed_loop",
         }
     }
 
@@ -222,6 +232,13 @@ impl LeadTable {
                     "l.source, {}, {}, COALESCE(a.segment, 'NONE')",
                     none_id(q, "l.campaign_id"),
                     none_id(q, "l.team_id"),
+                ),
+            ),
+            LeadTable::ClosedLoop => (
+                "source, campaign_id, segment",
+                format!(
+                    "l.source, {}, COALESCE(a.segment, 'NONE')",
+                    none_id(q, "l.campaign_id"),
                 ),
             ),
         }
@@ -298,6 +315,13 @@ pub enum RollupKey {
         source: String,
         campaign_id: Uuid,
         team_id: Uuid,
+        segment: String,
+    },
+    /// `lead_rollup_closed_loop` (nil UUID and `NONE` for none).
+    ClosedLoop {
+        day: String,
+        source: String,
+        campaign_id: Uuid,
         segment: String,
     },
 }
@@ -415,7 +439,14 @@ pub async fn contributions(db: &impl ConnectionTrait, scope: &Scope) -> AppResul
         team = none_id(&q, "l.team_id"),
     ));
     scope.condition(&mut q);
-    q.push(" GROUP BY 2, 3, 4, 5, 7");
+    q.push(&format!(
+        " GROUP BY 2, 3, 4, 5, 7 UNION ALL \
+         SELECT 3 AS t, {day} AS day, l.source, {campaign}, NULL, NULL, COALESCE(a.segment, 'NONE'), NULL, \
+         {counts} {from}",
+        campaign = none_id(&q, "l.campaign_id"),
+    ));
+    scope.condition(&mut q);
+    q.push(" GROUP BY 2, 3, 4, 7");
     let rows = db.query_all_raw(q.statement()).await?;
     let mut out = Contributions::default();
     for row in rows {
@@ -437,11 +468,17 @@ pub async fn contributions(db: &impl ConnectionTrait, scope: &Scope) -> AppResul
                     is_target: i16::try_from(is_target).unwrap_or(-1),
                 }
             }
-            _ => RollupKey::Bi {
+            2 => RollupKey::Bi {
                 day,
                 source: row.try_get_by_index(2)?,
                 campaign_id: row.try_get_by_index(3)?,
                 team_id: row.try_get_by_index(4)?,
+                segment: row.try_get_by_index(6)?,
+            },
+            _ => RollupKey::ClosedLoop {
+                day,
+                source: row.try_get_by_index(2)?,
+                campaign_id: row.try_get_by_index(3)?,
                 segment: row.try_get_by_index(6)?,
             },
         };
@@ -479,6 +516,7 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
                     (LeadTable::ByOwner, RollupKey::ByOwner { .. })
                         | (LeadTable::BySegment, RollupKey::BySegment { .. })
                         | (LeadTable::Bi, RollupKey::Bi { .. })
+                        | (LeadTable::ClosedLoop, RollupKey::ClosedLoop { .. })
                 )
             })
             .collect();
@@ -532,6 +570,17 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
                         q.push(", ").bind(*team_id);
                         q.push(", ").bind(segment.clone());
                     }
+                    RollupKey::ClosedLoop {
+                        day: d,
+                        source,
+                        campaign_id,
+                        segment,
+                    } => {
+                        day(&mut q, d);
+                        q.push(", ").bind(source.clone());
+                        q.push(", ").bind(*campaign_id);
+                        q.push(", ").bind(segment.clone());
+                    }
                 }
                 for c in counts.iter() {
                     q.push(", ").bind(*c);
@@ -574,6 +623,7 @@ async fn vacuum(db: &impl ConnectionTrait) {
         return;
     }
     let sql = "VACUUM (ANALYZE) attribution_credits, lead_rollup, lead_rollup_segment, lead_rollup_bi, \
+               lead_rollup_closed_loop, \
                lead_timings, lead_timing_rollup";
     if let Err(e) = db.execute_raw(Statement::from_string(backend, sql)).await {
         tracing::warn!(error = %e, "could not vacuum the rebuilt metric rollups");
@@ -588,6 +638,7 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
         "lead_rollup",
         "lead_rollup_segment",
         "lead_rollup_bi",
+        "lead_rollup_closed_loop",
         "lead_timings",
         "lead_timing_rollup",
     ] {
@@ -611,6 +662,7 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
         db.execute_raw(Statement::from_string(
             backend,
             "ANALYZE attribution_credits, lead_rollup, lead_rollup_segment, lead_rollup_bi, \
+             lead_rollup_closed_loop, \
              lead_timings, lead_timing_rollup",
         ))
         .await?;

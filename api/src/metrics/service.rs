@@ -260,9 +260,10 @@ impl CohortSplit {
 }
 
 /// The rollup table that keeps every filter of `f` and the grouping `key`:
+/// `lead_rollup_closed_loop` for source, campaign and segment alone,
 /// `lead_rollup` for source, campaign, team and owner, `lead_rollup_segment`
 /// for the account's segment and target flag, `lead_rollup_bi` for the
-/// segment crossed with source, campaign or team; none for single accounts
+/// segment crossed with team; none for single accounts
 /// (a narrow read of the leads by index) or the owner or target flag
 /// crossed with the other kind.
 fn rollup_table(f: &MetricFilter, key: GroupKey) -> Option<LeadTable> {
@@ -279,7 +280,10 @@ fn rollup_table(f: &MetricFilter, key: GroupKey) -> Option<LeadTable> {
         );
     let by_segment =
         f.segment.is_some() || f.is_target.is_some() || key == GroupKey::By(GroupBy::Segment);
+    // Source, campaign and segment alone: the table without team and owner.
+    let narrow = f.team_id.is_none() && f.owner_id.is_none() && f.is_target.is_none();
     match (by_owner, by_segment) {
+        (true, _) if narrow => Some(LeadTable::ClosedLoop),
         (true, true) if f.owner_id.is_none() && f.is_target.is_none() => Some(LeadTable::Bi),
         (true, true) => None,
         (false, true) => Some(LeadTable::BySegment),
