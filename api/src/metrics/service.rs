@@ -1409,11 +1409,47 @@ fn series_rows(
     match metric {
         SeriesMetric::Pipeline => {}
         SeriesMetric::LeadsCreated => {
-            q.push(&format!("SELECT {} AS b, COUNT(*) AS n, 0 AS d, 0 AS units FROM leads l WHERE l.created_at >= ", q.bucket(iv, "l.created_at")))
-                .bind(p.from)
+            // Buckets start at midnight UTC: whole days from a lead rollup,
+            // the partial days at either end from the leads.
+            let split = CohortSplit::new(p, f, GroupKey::Nothing);
+            q.push(&format!(
+                "SELECT x.b AS b, {} AS n, 0 AS d, 0 AS units FROM (",
+                sum("x.n")
+            ));
+            let mut parts = 0;
+            if let Some((table, first, end)) = split.days {
+                let day = match q.backend {
+                    DbBackend::Postgres => "CAST(r.day AS TIMESTAMP)",
+                    _ => "r.day",
+                };
+                q.push(&format!(
+                    "SELECT {} AS b, SUM(r.leads) AS n FROM {} r WHERE r.day >= ",
+                    q.bucket(iv, day),
+                    table.name()
+                ))
+                .bind(first)
+                .push(" AND r.day < ")
+                .bind(end);
+                rollup_conditions(q, f);
+                q.push(" GROUP BY 1");
+                parts += 1;
+            }
+            for part in &split.raw {
+                if parts > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push(&format!(
+                    "SELECT {} AS b, COUNT(*) AS n FROM leads l WHERE l.created_at >= ",
+                    q.bucket(iv, "l.created_at")
+                ))
+                .bind(part.from)
                 .push(" AND l.created_at < ")
-                .bind(p.to);
-            lead_conditions(q, f, "l");
+                .bind(part.to);
+                lead_conditions(q, f, "l");
+                q.push(" GROUP BY 1");
+                parts += 1;
+            }
+            q.push(") x");
         }
         SeriesMetric::Mqls => {
             q.push(&format!(
