@@ -254,6 +254,8 @@ async fn dump(app: &TestApp, table: &str, cols: &str) -> Vec<String> {
     let sep = " || '|' || ";
     let nonzero = if table == "attribution_credits" || table == "lead_timings" {
         "1 = 1".to_owned()
+    } else if table == "stage_changes" {
+        "opportunity_id IS NOT NULL".to_owned()
     } else if table == "lead_timing_rollup" {
         "n <> 0".to_owned()
     } else {
@@ -318,6 +320,8 @@ async fn snapshot(app: &TestApp) -> Vec<Vec<String>> {
         )
         .await,
         dump(app, "lead_timing_rollup", "metric, month, bucket, n").await,
+        // Each opportunity change's `until_at`, the time of the next one.
+        dump(app, "stage_changes", "id, until_at").await,
     ]
 }
 
@@ -442,6 +446,7 @@ db_test!(
             "lead_rollup_closed_loop",
             "lead_timings",
             "lead_timing_rollup",
+            "stage_changes",
         ]
         .iter()
         .enumerate()

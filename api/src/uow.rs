@@ -118,6 +118,9 @@ pub struct Work {
     /// Credits to rewrite: won opportunities by id, and of these leads.
     credit_opportunities: BTreeSet<Uuid>,
     credit_leads: BTreeSet<Uuid>,
+    /// Opportunities whose stage history grew: their changes' `until_at`
+    /// is rewritten at commit.
+    histories: BTreeSet<Uuid>,
     /// Hand-offs created or answered, announced once the unit commits.
     handoff_events: Vec<handoff::Model>,
     /// Where this database's hand-off events go (see `records::handoffs::events`).
@@ -219,6 +222,7 @@ impl Work {
             before: Contributions::default(),
             credit_opportunities: BTreeSet::new(),
             credit_leads: BTreeSet::new(),
+            histories: BTreeSet::new(),
             handoff_events: Vec::new(),
             events_key: crate::records::handoffs::events::key(db),
             found: Default::default(),
@@ -647,6 +651,13 @@ impl Work {
         Ok(am.update(&self.txn).await?)
     }
 
+    /// Notes a stage change recorded for an opportunity: at commit each of
+    /// its changes gets the time of the next one as `until_at` (what the
+    /// pipeline at a past moment reads).
+    pub fn note_history(&mut self, opportunity: Uuid) {
+        self.histories.insert(opportunity);
+    }
+
     /// Notes a hand-off created or answered by this unit: subscribers hear
     /// of it once the unit commits (never when it rolls back).
     pub fn note_handoff(&mut self, h: &handoff::Model) {
@@ -673,6 +684,10 @@ impl Work {
             let after = rollups::contributions(&self.txn, &scope).await?;
             let delta = after.minus(&self.before);
             rollups::apply(&self.txn, &delta).await?;
+        }
+        if !self.histories.is_empty() {
+            let opps: Vec<Uuid> = self.histories.iter().copied().collect();
+            rollups::refresh_until(&self.txn, Some(&opps)).await?;
         }
         if !self.leads.is_empty() {
             // A lead's timings follow from the lead, its stage history and

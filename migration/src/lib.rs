@@ -23,6 +23,7 @@ mod m20261203_000020_bi_rollup;
 mod m20261203_000021_opportunity_changes_by_time;
 mod m20261203_000022_lead_timings;
 mod m20261203_000023_closed_loop_rollup;
+mod m20261203_000024_stage_change_until;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000021_opportunity_changes_by_time::Migration),
             Box::new(m20261203_000022_lead_timings::Migration),
             Box::new(m20261203_000023_closed_loop_rollup::Migration),
+            Box::new(m20261203_000024_stage_change_until::Migration),
         ]
     }
 }

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 /// The rollups' definition version: raise it when what they hold changes,
 /// and every database rebuilds them on its next start.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// The models credits are kept for, as stored.
 pub const MODELS: [&str; 4] = ["FIRST_TOUCH", "LAST_TOUCH", "LINEAR", "W_SHAPED"];
@@ -601,6 +601,35 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
     Ok(())
 }
 
+/// Sets `until_at` of the stage changes of the opportunities `opps` (all
+/// when `None`): the time of the opportunity's next change, ordered by time
+/// then id, NULL for its latest (migration 24). Only rows that differ are
+/// written.
+pub async fn refresh_until(db: &impl ConnectionTrait, opps: Option<&[Uuid]>) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let mut q = Sql::new(backend);
+    q.push(
+        "UPDATE stage_changes SET until_at = n.next FROM (SELECT sc.id, \
+         LEAD(sc.at) OVER (PARTITION BY sc.opportunity_id ORDER BY sc.at, sc.id) AS next \
+         FROM stage_changes sc WHERE sc.opportunity_id",
+    );
+    match opps {
+        Some(ids) => {
+            q.push(" IN ").bind_list(ids.iter().copied());
+        }
+        None => {
+            q.push(" IS NOT NULL");
+        }
+    }
+    q.push(if backend == DbBackend::Postgres {
+        ") n WHERE stage_changes.id = n.id AND stage_changes.until_at IS DISTINCT FROM n.next"
+    } else {
+        ") AS n WHERE stage_changes.id = n.id AND stage_changes.until_at IS NOT n.next"
+    });
+    db.execute_raw(q.statement()).await?;
+    Ok(())
+}
+
 /// Recomputes every rollup from the records, in one transaction.
 pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<(), DbErr> {
     let started = std::time::Instant::now();
@@ -657,6 +686,7 @@ async fn rebuild_in(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     db.execute_raw(ins.statement()).await?;
     insert_all_leads(db).await?;
     super::timings::rebuild_in(db).await?;
+    refresh_until(db, None).await?;
     if pg {
         // The planner's view of the new contents, at once.
         db.execute_raw(Statement::from_string(

@@ -837,8 +837,10 @@ const FEW_MOVED: i64 = 2_000;
 /// have their histories walked. For a period ending now that is a handful,
 /// not every stage change of every opportunity (1.2 s → 21 ms in psql at 1M
 /// leads). When `FEW_MOVED` or more changes came since the earliest end (an
-/// end long ago, a series), every history is walked instead: reading where
-/// the others stand saves nothing then.
+/// end long ago, a series), no history is walked: the changes into an open
+/// stage that held at an end (`at` before it, the next change's time kept in
+/// `until_at` after it or none) are read from one index (0.9–1.1 s → see
+/// docs/benchmarks.md at 1M leads for an end a year back).
 async fn pipeline_at(
     db: &impl ConnectionTrait,
     ends: &[(String, DateTime<Utc>)],
@@ -896,11 +898,25 @@ async fn pipeline_at(
     } else {
         "sc.opportunity_id IS NOT NULL"
     };
-    q.push(&format!(
-        "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
-         LEAD(sc.at) OVER (PARTITION BY sc.opportunity_id ORDER BY sc.at, sc.id) AS until \
-         FROM stage_changes sc WHERE {walked}) "
-    ));
+    if few_moved {
+        q.push(&format!(
+            "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
+             LEAD(sc.at) OVER (PARTITION BY sc.opportunity_id ORDER BY sc.at, sc.id) AS until \
+             FROM stage_changes sc WHERE {walked}) "
+        ));
+    } else {
+        // Every history: the changes into an open stage before the latest
+        // end, each with the time of the next change kept on it
+        // (`until_at`), from `ix_stage_changes_open_spans` alone.
+        let last = ends.iter().map(|(_, at)| *at).max().unwrap_or_default();
+        q.push(
+            "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
+             sc.until_at AS until FROM stage_changes sc WHERE sc.opportunity_id IS NOT NULL \
+             AND sc.to_stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION') AND sc.at < ",
+        )
+        .bind(last)
+        .push(") ");
+    }
     // Their stage at each end: the change that holds then. Walking only the
     // opportunities that moved, only those that moved at or after this end
     // (a next change then), the others being read where they stand below.

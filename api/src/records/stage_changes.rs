@@ -141,7 +141,10 @@ pub async fn record(
 ) -> AppResult<stage_change::Model> {
     let (lead_id, opportunity_id) = match subject {
         Subject::Lead(id) => (Some(id), None),
-        Subject::Opportunity(id) => (None, Some(id)),
+        Subject::Opportunity(id) => {
+            w.note_history(id);
+            (None, Some(id))
+        }
     };
     w.insert(stage_change::ActiveModel {
         id: Set(Uuid::now_v7()),
