@@ -651,8 +651,11 @@ async fn vacuum(db: &impl ConnectionTrait) {
     if backend != DbBackend::Postgres {
         return;
     }
+    // `stage_changes` too: the rebuild rewrote `until_at`, which the
+    // pipeline reads from an index alone once the pages are all-visible
+    // (an end 90 days back at 1M leads: 495 → 158 ms; ~3 s of vacuum).
     let sql = "VACUUM (ANALYZE) attribution_credits, lead_rollup, lead_rollup_segment, lead_rollup_bi, \
-               lead_rollup_closed_loop, \
+               lead_rollup_closed_loop, stage_changes, \
                lead_timings, lead_timing_rollup";
     if let Err(e) = db.execute_raw(Statement::from_string(backend, sql)).await {
         tracing::warn!(error = %e, "could not vacuum the rebuilt metric rollups");
