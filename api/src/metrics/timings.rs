@@ -10,10 +10,13 @@
 //! month of creation and bucket. A median is exact and takes two short
 //! statements:
 //! 1. how many timings each bucket holds in the period (whole months from
-//!    the rollup, the partial months at either end from an index; with a
-//!    filter, from the timings of the filtered leads);
+//!    the rollup, the partial months at either end from an index);
 //! 2. the middle value(s), read from the one or two buckets that hold the
 //!    middle rank(s), in value order.
+//!
+//! The rollup knows no filter: a filtered median (source, team, segment…)
+//! is taken over the filtered leads themselves, timed by the same
+//! definition (`steps`) the write path keeps the rows with.
 //!
 //! The unit of work calls [`refresh`] at commit for every lead it locked,
 //! created or deleted; [`rebuild_in`] refills both tables from the records.
@@ -74,7 +77,20 @@ fn month_of(backend: DbBackend, col: &str) -> String {
     }
 }
 
-/// `INSERT`s the timings of the leads `scope` selects (all when `None`).
+/// Which leads a `steps` CTE times.
+#[derive(Clone, Copy)]
+enum Leads<'a> {
+    /// These leads (a write's).
+    Ids(&'a [Uuid]),
+    /// Every lead (a rebuild).
+    All,
+    /// The leads created in the period, after filters (a filtered median).
+    Cohort(&'a Period, &'a MetricFilter),
+}
+
+/// `WITH reach AS (…), steps AS (…) `: per lead, its timings of `metrics`
+/// as rows `id, created_at, metric, h` (hours), before the sign rule
+/// (`metric = 6 OR h >= 0` keeps the timed ones).
 ///
 /// Per lead: t1 INQUIRY (kept on the lead), t2 MQL … t4 SQL, the first time
 /// it entered each stage *itself* (from the lead's first-entry times, or its
@@ -83,7 +99,7 @@ fn month_of(backend: DbBackend, col: &str) -> String {
 /// k when it entered both stages itself and the next no earlier than this
 /// one; every step ends at MQL or later, so only leads that became MQL
 /// have one. Speed to lead times every touched lead, whatever the sign.
-fn insert(q: &mut Sql, scope: Option<&[Uuid]>) {
+fn steps(q: &mut Sql, leads: Leads<'_>, metrics: &[i16]) {
     let first = |stage: &str| {
         format!(
             "(SELECT MIN(sc.at) FROM stage_changes sc WHERE sc.to_stage = '{stage}' AND sc.lead_id = l.id)"
@@ -108,25 +124,97 @@ fn insert(q: &mut Sql, scope: Option<&[Uuid]>) {
         itself("sal_at", "sql_at", "SAL"),
         itself("sql_at", "converted_at", "SQL"),
     ));
-    if let Some(leads) = scope {
-        q.push(" WHERE l.id IN ").bind_list(leads.iter().copied());
+    match leads {
+        Leads::Ids(ids) => {
+            q.push(" WHERE l.id IN ").bind_list(ids.iter().copied());
+        }
+        Leads::All => {}
+        Leads::Cohort(p, f) => {
+            q.push(" WHERE l.created_at >= ")
+                .bind(p.from)
+                .push(" AND l.created_at < ")
+                .bind(p.to);
+            if !metrics.contains(&SPEED_TO_LEAD) {
+                // Funnel steps only: the leads that became MQL (their own
+                // covering indexes).
+                q.push(" AND l.mql_at IS NOT NULL");
+            }
+            lead_conditions(q, f, "l");
+        }
     }
     q.push("), steps AS (");
-    for k in FUNNEL_STEPS {
+    let mut parts = Vec::new();
+    for k in FUNNEL_STEPS.into_iter().filter(|k| metrics.contains(k)) {
         let n = k + 1;
-        q.push(&format!(
+        parts.push(format!(
             "SELECT id, created_at, {k} AS metric, {h} AS h FROM reach \
-             WHERE mql_at IS NOT NULL AND t{k} IS NOT NULL AND t{n} IS NOT NULL UNION ALL ",
+             WHERE mql_at IS NOT NULL AND t{k} IS NOT NULL AND t{n} IS NOT NULL",
             h = q.hours(&format!("t{k}"), &format!("t{n}")),
         ));
     }
+    if metrics.contains(&SPEED_TO_LEAD) {
+        parts.push(format!(
+            "SELECT id, created_at, {SPEED_TO_LEAD} AS metric, {h} AS h FROM reach WHERE first_touch_at IS NOT NULL",
+            h = q.hours("created_at", "first_touch_at"),
+        ));
+    }
+    q.push(&parts.join(" UNION ALL "));
+    q.push(") ");
+}
+
+/// Every metric kept.
+const ALL: [i16; 6] = [1, 2, 3, 4, 5, SPEED_TO_LEAD];
+
+/// `INSERT`s the timings of the leads `scope` selects (all when `None`).
+fn insert(q: &mut Sql, scope: Option<&[Uuid]>) {
+    steps(q, scope.map_or(Leads::All, Leads::Ids), &ALL);
     q.push(&format!(
-        "SELECT id, created_at, {SPEED_TO_LEAD} AS metric, {h} AS h FROM reach WHERE first_touch_at IS NOT NULL) \
-         INSERT INTO lead_timings (lead_id, metric, created_at, bucket, hours) \
+        "INSERT INTO lead_timings (lead_id, metric, created_at, bucket, hours) \
          SELECT id, metric, created_at, {b}, h FROM steps WHERE metric = {SPEED_TO_LEAD} OR h >= 0",
-        h = q.hours("created_at", "first_touch_at"),
         b = bucket(q.backend, "h"),
     ));
+}
+
+/// The medians of `metrics` over a filtered cohort, from the leads
+/// themselves with the very definition the kept timings are written by
+/// (`steps`): the kept rollup knows no filter, and the filtered leads are
+/// found faster by the leads' own covering indexes than among the timings.
+async fn cohort_medians(
+    db: &impl ConnectionTrait,
+    p: &Period,
+    f: &MetricFilter,
+    metrics: &[i16],
+) -> AppResult<Medians> {
+    let backend = db.get_database_backend();
+    let mut q = Sql::new(backend);
+    steps(&mut q, Leads::Cohort(p, f), metrics);
+    let rel =
+        format!("SELECT metric AS k, h AS v FROM steps WHERE metric = {SPEED_TO_LEAD} OR h >= 0");
+    q.push(&match backend {
+        DbBackend::Postgres => format!(
+            "SELECT CAST(k AS INTEGER) AS k, CAST(COUNT(*) AS BIGINT) AS n, \
+             CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS DOUBLE PRECISION) AS median \
+             FROM ({rel}) src GROUP BY k"
+        ),
+        // The mean of the middle value(s), by window functions.
+        _ => format!(
+            "SELECT CAST(k AS INTEGER) AS k, CAST(MAX(cnt) AS BIGINT) AS n, CAST(AVG(v) AS DOUBLE PRECISION) AS median \
+             FROM (SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v) AS rn, \
+             COUNT(*) OVER (PARTITION BY k) AS cnt FROM ({rel}) src) ranked \
+             WHERE rn IN ((cnt + 1) / 2, (cnt + 2) / 2) GROUP BY k"
+        ),
+    });
+    let mut out = Medians::default();
+    for m in metrics {
+        out.0.insert(*m, (0, None));
+    }
+    for row in db.query_all_raw(q.statement()).await? {
+        let k: i32 = row.try_get_by_index(0)?;
+        let n: i64 = row.try_get_by_index(1)?;
+        let median: Option<f64> = row.try_get_by_index(2)?;
+        out.0.insert(k as i16, (n, median));
+    }
+    Ok(out)
 }
 
 /// Rollup rows: (metric, month `YYYY-MM-01`, bucket) → count.
@@ -262,32 +350,13 @@ fn month_at_or_after(d: NaiveDate) -> NaiveDate {
     }
 }
 
-/// ` FROM lead_timings t …` with the filtered leads and the period, for
-/// the timings created in `[from, to)`.
-fn timings_in(
-    q: &mut Sql,
-    f: &MetricFilter,
-    from: chrono::DateTime<chrono::Utc>,
-    to: chrono::DateTime<chrono::Utc>,
-) {
-    if is_unfiltered(f) {
-        q.push(" FROM lead_timings t WHERE t.created_at >= ")
-            .bind(from)
-            .push(" AND t.created_at < ")
-            .bind(to);
-    } else {
-        // Both tables bounded by the period: the database may start from
-        // the leads (by a filter's index) or from the timings.
-        q.push(" FROM lead_timings t JOIN leads l ON l.id = t.lead_id WHERE t.created_at >= ")
-            .bind(from)
-            .push(" AND t.created_at < ")
-            .bind(to)
-            .push(" AND l.created_at >= ")
-            .bind(from)
-            .push(" AND l.created_at < ")
-            .bind(to);
-        lead_conditions(q, f, "l");
-    }
+/// ` FROM lead_timings t WHERE …` for the timings of the leads created in
+/// `[from, to)`.
+fn timings_in(q: &mut Sql, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) {
+    q.push(" FROM lead_timings t WHERE t.created_at >= ")
+        .bind(from)
+        .push(" AND t.created_at < ")
+        .bind(to);
 }
 
 fn metric_list(metrics: &[i16]) -> String {
@@ -306,13 +375,16 @@ pub async fn medians(
     f: &MetricFilter,
     metrics: &[i16],
 ) -> AppResult<Medians> {
+    if !is_unfiltered(f) {
+        return cohort_medians(db, p, f, metrics).await;
+    }
     let backend = db.get_database_backend();
     let list = metric_list(metrics);
     // 1. Timings per metric and bucket in the period.
     let mut q = Sql::new(backend);
     q.push("SELECT CAST(metric AS INTEGER) AS metric, bucket, CAST(SUM(n) AS BIGINT) AS n FROM (");
     let mut raw = vec![(p.from, p.to)];
-    if is_unfiltered(f) {
+    {
         let first = month_at_or_after(p.from.date_naive());
         let first = if midnight(first) < p.from {
             month_at_or_after(first + chrono::Duration::days(1))
@@ -341,7 +413,7 @@ pub async fn medians(
             q.push(" UNION ALL ");
         }
         q.push("SELECT t.metric AS metric, t.bucket AS bucket, COUNT(*) AS n");
-        timings_in(&mut q, f, *from, *to);
+        timings_in(&mut q, *from, *to);
         q.push(&format!(
             " AND t.metric IN ({list}) GROUP BY t.metric, t.bucket"
         ));
@@ -396,7 +468,7 @@ pub async fn medians(
         q.push(&format!(
             "SELECT {metric} AS metric, v FROM (SELECT t.hours AS v"
         ));
-        timings_in(&mut q, f, p.from, p.to);
+        timings_in(&mut q, p.from, p.to);
         q.push(&format!(" AND t.metric = {metric} AND t.bucket = "))
             .bind(*bucket)
             .push(&format!(
