@@ -220,31 +220,54 @@ async fn cohort_medians(
 /// Rollup rows: (metric, month `YYYY-MM-01`, bucket) → count.
 type Counts = BTreeMap<(i16, String, i32), i64>;
 
-/// How many timings the leads in `leads` have, per rollup row.
-async fn counts(db: &impl ConnectionTrait, leads: &[Uuid]) -> AppResult<Counts> {
+/// One timing as read back for comparison: metric, month, bucket, the
+/// creation time as text and the hours' bits.
+type Timing = (i16, String, i32, String, u64);
+
+/// Per lead, its timings as kept (`0`) and as they stand now (`1`), in one
+/// statement.
+async fn kept_and_due(
+    db: &impl ConnectionTrait,
+    leads: &[Uuid],
+) -> AppResult<BTreeMap<Uuid, [Vec<Timing>; 2]>> {
     let backend = db.get_database_backend();
+    let text = |col: &str| format!("CAST({col} AS TEXT)");
     let mut q = Sql::new(backend);
+    steps(&mut q, Leads::Ids(leads), &ALL);
     q.push(&format!(
-        "SELECT CAST(metric AS INTEGER) AS metric, {} AS month, bucket, CAST(COUNT(*) AS BIGINT) AS n \
-         FROM lead_timings t WHERE t.lead_id IN ",
-        month_of(backend, "t.created_at")
+        "SELECT 0 AS side, t.lead_id AS id, CAST(t.metric AS INTEGER) AS metric, {m} AS month, t.bucket AS bucket, \
+         {c} AS created, t.hours AS h FROM lead_timings t WHERE t.lead_id IN ",
+        m = month_of(backend, "t.created_at"),
+        c = text("t.created_at"),
     ))
-    .bind_list(leads.iter().copied())
-    .push(" GROUP BY 1, 2, 3");
-    let mut out = Counts::new();
+    .bind_list(leads.iter().copied());
+    q.push(&format!(
+        " UNION ALL SELECT 1, id, CAST(metric AS INTEGER), {m}, {b}, {c}, h FROM steps \
+         WHERE metric = {SPEED_TO_LEAD} OR h >= 0",
+        m = month_of(backend, "created_at"),
+        b = bucket(backend, "h"),
+        c = text("created_at"),
+    ));
+    let mut out: BTreeMap<Uuid, [Vec<Timing>; 2]> = BTreeMap::new();
     for row in db.query_all_raw(q.statement()).await? {
-        let metric: i32 = row.try_get_by_index(0)?;
-        let month: String = row.try_get_by_index(1)?;
-        let bucket: i32 = row.try_get_by_index(2)?;
-        let n: i64 = row.try_get_by_index(3)?;
-        *out.entry((metric as i16, month, bucket)).or_insert(0) += n;
+        let side: i32 = row.try_get_by_index(0)?;
+        let id: Uuid = row.try_get_by_index(1)?;
+        let metric: i32 = row.try_get_by_index(2)?;
+        let month: String = row.try_get_by_index(3)?;
+        let bucket: i32 = row.try_get_by_index(4)?;
+        let created: String = row.try_get_by_index(5)?;
+        let h: f64 = row.try_get_by_index(6)?;
+        let sides = out.entry(id).or_default();
+        sides[usize::from(side == 1)].push((metric as i16, month, bucket, created, h.to_bits()));
     }
     Ok(out)
 }
 
-/// Rewrites the timings of `leads` as they stand in this transaction and
-/// moves the rollup by the difference (rows in key order, so that writers
-/// of the same rows lock them in one order; none when nothing moved).
+/// Rewrites the timings of those of `leads` whose timings changed in this
+/// transaction (one statement compares what is kept with what is due; a
+/// write that moves no timing costs nothing more) and moves the rollup by
+/// the difference (rows in key order, so that writers of the same rows lock
+/// them in one order).
 pub async fn refresh(db: &impl ConnectionTrait, leads: &[Uuid]) -> AppResult<()> {
     if leads.is_empty() {
         return Ok(());
@@ -252,18 +275,35 @@ pub async fn refresh(db: &impl ConnectionTrait, leads: &[Uuid]) -> AppResult<()>
     let backend = db.get_database_backend();
     let mut delta = Counts::new();
     for chunk in leads.chunks(1000) {
-        for (k, n) in counts(db, chunk).await? {
-            *delta.entry(k).or_insert(0) -= n;
+        let mut changed = Vec::new();
+        let mut had_rows = Vec::new();
+        for (id, [mut kept, mut due]) in kept_and_due(db, chunk).await? {
+            kept.sort();
+            due.sort();
+            if kept == due {
+                continue;
+            }
+            for (m, month, b, ..) in &kept {
+                *delta.entry((*m, month.clone(), *b)).or_insert(0) -= 1;
+            }
+            for (m, month, b, ..) in &due {
+                *delta.entry((*m, month.clone(), *b)).or_insert(0) += 1;
+            }
+            if !kept.is_empty() {
+                had_rows.push(id);
+            }
+            changed.push(id);
         }
-        let mut del = Sql::new(backend);
-        del.push("DELETE FROM lead_timings WHERE lead_id IN ")
-            .bind_list(chunk.iter().copied());
-        db.execute_raw(del.statement()).await?;
-        let mut ins = Sql::new(backend);
-        insert(&mut ins, Some(chunk));
-        db.execute_raw(ins.statement()).await?;
-        for (k, n) in counts(db, chunk).await? {
-            *delta.entry(k).or_insert(0) += n;
+        if !had_rows.is_empty() {
+            let mut del = Sql::new(backend);
+            del.push("DELETE FROM lead_timings WHERE lead_id IN ")
+                .bind_list(had_rows.iter().copied());
+            db.execute_raw(del.statement()).await?;
+        }
+        if !changed.is_empty() {
+            let mut ins = Sql::new(backend);
+            insert(&mut ins, Some(&changed));
+            db.execute_raw(ins.statement()).await?;
         }
     }
     delta.retain(|_, n| *n != 0);
