@@ -33,7 +33,7 @@ const NIL: &str = "'00000000-0000-0000-0000-000000000000'::uuid";
 
 /// The views over the rollup: their columns (names, types, order) are those
 /// of migration 2's, which aggregated `bi_leads`.
-fn views() -> [String; 2] {
+pub(crate) fn views() -> [String; 2] {
     [
         format!(
             "CREATE OR REPLACE VIEW bi_funnel_daily AS

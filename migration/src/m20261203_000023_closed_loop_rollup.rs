@@ -64,22 +64,8 @@ impl MigrationTrait for Migration {
         let db = m.get_connection();
         if db.get_database_backend() == DbBackend::Postgres {
             // Back to migration 20's definition, over `lead_rollup_bi`.
-            db.execute_unprepared(&format!(
-                "CREATE OR REPLACE VIEW bi_closed_loop AS
-                 SELECT r.day, CAST(r.source AS VARCHAR) AS source, NULLIF(r.campaign_id, {NIL}) AS campaign_id,
-                        c.name AS campaign_name, c.kind AS campaign_kind,
-                        CAST(NULLIF(r.segment, 'NONE') AS VARCHAR) AS segment,
-                        r.leads, r.mqls, r.opportunities, r.won, r.won_revenue
-                 FROM (SELECT day, source, campaign_id, segment,
-                              CAST(SUM(leads) AS BIGINT) AS leads, CAST(SUM(mqls) AS BIGINT) AS mqls,
-                              CAST(SUM(opportunities) AS BIGINT) AS opportunities, CAST(SUM(won) AS BIGINT) AS won,
-                              SUM(won_amount) / 10000.0 AS won_revenue
-                       FROM lead_rollup_bi
-                       GROUP BY day, source, campaign_id, segment
-                       HAVING SUM(leads) <> 0) r
-                 LEFT JOIN campaigns c ON c.id = r.campaign_id"
-            ))
-            .await?;
+            let [_, closed_loop] = crate::m20261203_000020_bi_rollup::views();
+            db.execute_unprepared(&closed_loop).await?;
         }
         db.execute_unprepared("DROP TABLE lead_rollup_closed_loop")
             .await?;

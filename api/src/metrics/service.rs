@@ -318,54 +318,82 @@ fn rollup_conditions(q: &mut Sql, f: &MetricFilter) {
     }
 }
 
+impl CohortSplit {
+    /// Pushes the parts of a cohort read, joined by `UNION ALL`: the whole
+    /// days from the rollup table (`r`; `rollup` writes `SELECT … FROM
+    /// table r…` up to its `WHERE`), then each partial day from the leads
+    /// (`l`; `lead` writes `SELECT … FROM leads l…` up to its `WHERE`), each
+    /// bounded by the period and the filters and grouped by its first column.
+    fn push_parts(
+        &self,
+        q: &mut Sql,
+        f: &MetricFilter,
+        rollup: impl Fn(&mut Sql, LeadTable),
+        lead: impl Fn(&mut Sql),
+    ) {
+        let mut parts = 0;
+        if let Some((table, first, end)) = self.days {
+            rollup(q, table);
+            q.push(" WHERE r.day >= ")
+                .bind(first)
+                .push(" AND r.day < ")
+                .bind(end);
+            rollup_conditions(q, f);
+            q.push(" GROUP BY 1");
+            parts += 1;
+        }
+        for part in &self.raw {
+            if parts > 0 {
+                q.push(" UNION ALL ");
+            }
+            lead(q);
+            q.push(" WHERE l.created_at >= ")
+                .bind(part.from)
+                .push(" AND l.created_at < ")
+                .bind(part.to);
+            lead_conditions(q, f, "l");
+            q.push(" GROUP BY 1");
+            parts += 1;
+        }
+    }
+}
+
 /// The funnel's counts `r1`…`r6` (and `opps`, leads converted into an
 /// opportunity) for the cohort, per group `g` (a constant when `key` is).
 /// `key` maps a rollup row (`r`, campaigns `gc`) and a lead (`l`,
 /// campaigns `gc`, accounts `ga`) to its group.
 fn cohort_counts(q: &mut Sql, p: &Period, f: &MetricFilter, key: GroupKey) {
     let split = CohortSplit::new(p, f, key);
-    let mut parts = 0;
     q.push("SELECT g");
     for c in ["r1", "r2", "r3", "r4", "r5", "opps", "r6", "won_amount"] {
         q.push(&format!(", {} AS {c}", sum(c)));
     }
     q.push(" FROM (");
-    if let Some((table, first, end)) = split.days {
-        q.push(&format!(
-            "SELECT {g} AS g, SUM(r.leads) AS r1, SUM(r.mqls) AS r2, SUM(r.sals) AS r3, SUM(r.sqls) AS r4, \
-             SUM(r.converted) AS r5, SUM(r.opportunities) AS opps, SUM(r.won) AS r6, SUM(r.won_amount) AS won_amount \
-             FROM {table} r{join} WHERE r.day >= ",
-            g = key.rollup(q.backend),
-            table = table.name(),
-            join = key.rollup_join(),
-        ))
-        .bind(first)
-        .push(" AND r.day < ")
-        .bind(end);
-        rollup_conditions(q, f);
-        q.push(" GROUP BY 1");
-        parts += 1;
-    }
-    for part in &split.raw {
-        if parts > 0 {
-            q.push(" UNION ALL ");
-        }
-        q.push(&format!(
-            "SELECT {g} AS g, COUNT(*) AS r1, COUNT(l.mql_at) AS r2, COUNT(l.sal_at) AS r3, COUNT(l.sql_at) AS r4, \
-             COUNT(l.converted_at) AS r5, COUNT(l.converted_opportunity_id) AS opps, \
-             SUM(CASE WHEN o.stage = 'CLOSED_WON' THEN 1 ELSE 0 END) AS r6, \
-             SUM(CASE WHEN o.stage = 'CLOSED_WON' THEN o.amount ELSE 0 END) AS won_amount \
-             FROM leads l{join} LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id WHERE l.created_at >= ",
-            g = key.lead(),
-            join = key.lead_join(),
-        ))
-        .bind(part.from)
-        .push(" AND l.created_at < ")
-        .bind(part.to);
-        lead_conditions(q, f, "l");
-        q.push(" GROUP BY 1");
-        parts += 1;
-    }
+    split.push_parts(
+        q,
+        f,
+        |q, table| {
+            q.push(&format!(
+                "SELECT {g} AS g, SUM(r.leads) AS r1, SUM(r.mqls) AS r2, SUM(r.sals) AS r3, SUM(r.sqls) AS r4, \
+                 SUM(r.converted) AS r5, SUM(r.opportunities) AS opps, SUM(r.won) AS r6, SUM(r.won_amount) AS won_amount \
+                 FROM {table} r{join}",
+                g = key.rollup(q.backend),
+                table = table.name(),
+                join = key.rollup_join(),
+            ));
+        },
+        |q| {
+            q.push(&format!(
+                "SELECT {g} AS g, COUNT(*) AS r1, COUNT(l.mql_at) AS r2, COUNT(l.sal_at) AS r3, COUNT(l.sql_at) AS r4, \
+                 COUNT(l.converted_at) AS r5, COUNT(l.converted_opportunity_id) AS opps, \
+                 SUM(CASE WHEN o.stage = 'CLOSED_WON' THEN 1 ELSE 0 END) AS r6, \
+                 SUM(CASE WHEN o.stage = 'CLOSED_WON' THEN o.amount ELSE 0 END) AS won_amount \
+                 FROM leads l{join} LEFT JOIN opportunities o ON o.id = l.converted_opportunity_id",
+                g = key.lead(),
+                join = key.lead_join(),
+            ));
+        },
+    );
     // A rollup row whose leads all moved elsewhere counts nothing.
     q.push(") x GROUP BY g HAVING SUM(r1) > 0");
 }
@@ -1432,39 +1460,27 @@ fn series_rows(
                 "SELECT x.b AS b, {} AS n, 0 AS d, 0 AS units FROM (",
                 sum("x.n")
             ));
-            let mut parts = 0;
-            if let Some((table, first, end)) = split.days {
-                let day = match q.backend {
-                    DbBackend::Postgres => "CAST(r.day AS TIMESTAMP)",
-                    _ => "r.day",
-                };
-                q.push(&format!(
-                    "SELECT {} AS b, SUM(r.leads) AS n FROM {} r WHERE r.day >= ",
-                    q.bucket(iv, day),
-                    table.name()
-                ))
-                .bind(first)
-                .push(" AND r.day < ")
-                .bind(end);
-                rollup_conditions(q, f);
-                q.push(" GROUP BY 1");
-                parts += 1;
-            }
-            for part in &split.raw {
-                if parts > 0 {
-                    q.push(" UNION ALL ");
-                }
-                q.push(&format!(
-                    "SELECT {} AS b, COUNT(*) AS n FROM leads l WHERE l.created_at >= ",
-                    q.bucket(iv, "l.created_at")
-                ))
-                .bind(part.from)
-                .push(" AND l.created_at < ")
-                .bind(part.to);
-                lead_conditions(q, f, "l");
-                q.push(" GROUP BY 1");
-                parts += 1;
-            }
+            let day = match q.backend {
+                DbBackend::Postgres => "CAST(r.day AS TIMESTAMP)",
+                _ => "r.day",
+            };
+            split.push_parts(
+                q,
+                f,
+                |q, table| {
+                    q.push(&format!(
+                        "SELECT {} AS b, SUM(r.leads) AS n FROM {} r",
+                        q.bucket(iv, day),
+                        table.name()
+                    ));
+                },
+                |q| {
+                    q.push(&format!(
+                        "SELECT {} AS b, COUNT(*) AS n FROM leads l",
+                        q.bucket(iv, "l.created_at")
+                    ));
+                },
+            );
             q.push(") x");
         }
         SeriesMetric::Mqls => {
