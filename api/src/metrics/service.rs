@@ -854,21 +854,21 @@ const FEW_MOVED: i64 = 2_000;
 /// The pipeline at each of `ends` (a label and an instant), in one
 /// statement: `(label, stage, count, storage units)` for the open stages
 /// that hold something. Each stage change holds from its time until the
-/// next change of the same opportunity (ordered by time, then id); an
-/// opportunity without any recorded history (rows loaded around Lockstep)
-/// is read as it stands: its current stage, if open.
+/// next change of the same opportunity (ordered by time, then id), kept on
+/// it as `until_at` by every write; an opportunity without any recorded
+/// history (rows loaded around Lockstep) is read as it stands: its current
+/// stage, if open.
 ///
 /// An opportunity with no stage change at or after an end stands at that
 /// end where it stands now (its history is a chain that ends in its current
-/// stage): those are read from `opportunities` alone, and only the
-/// opportunities that moved since (found by `ix_stage_changes_opportunity_at`)
-/// have their histories walked. For a period ending now that is a handful,
-/// not every stage change of every opportunity (1.2 s → 21 ms in psql at 1M
-/// leads). When `FEW_MOVED` or more changes came since the earliest end (an
-/// end long ago, a series), no history is walked: the changes into an open
-/// stage that held at an end (`at` before it, the next change's time kept in
-/// `until_at` after it or none) are read from one index (0.9–1.1 s → see
-/// docs/benchmarks.md at 1M leads for an end a year back).
+/// stage): those are read from `opportunities` alone, and only the changes
+/// of the opportunities that moved since (found by
+/// `ix_stage_changes_opportunity_at`) are read. For a period ending now
+/// that is a handful (1.2 s → 21 ms in psql at 1M leads). When `FEW_MOVED`
+/// or more changes came since the earliest end (an end long ago, a series),
+/// the changes into an open stage that held at an end (`at` before it,
+/// `until_at` after it or none) are read from one index instead (an end 90
+/// days back at 1M leads: 1.1 s when every history was walked → 158 ms).
 async fn pipeline_at(
     db: &impl ConnectionTrait,
     ends: &[(String, DateTime<Utc>)],
@@ -916,35 +916,28 @@ async fn pipeline_at(
     }
     // The histories walked: those of the opportunities that moved since the
     // earliest end, or all.
-    let walked = if few_moved {
+    if few_moved {
         q.push(
             "), moved AS (SELECT DISTINCT sc.opportunity_id AS opp FROM stage_changes sc \
              WHERE sc.opportunity_id IS NOT NULL AND sc.at >= ",
         )
         .bind(first);
-        "sc.opportunity_id IN (SELECT opp FROM moved)"
-    } else {
-        "sc.opportunity_id IS NOT NULL"
-    };
-    if few_moved {
-        q.push(&format!(
-            "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
-             LEAD(sc.at) OVER (PARTITION BY sc.opportunity_id ORDER BY sc.at, sc.id) AS until \
-             FROM stage_changes sc WHERE {walked}) "
-        ));
-    } else {
-        // Every history: the changes into an open stage before the latest
-        // end, each with the time of the next change kept on it
-        // (`until_at`), from `ix_stage_changes_open_spans` alone.
-        let last = ends.iter().map(|(_, at)| *at).max().unwrap_or_default();
-        q.push(
-            "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
-             sc.until_at AS until FROM stage_changes sc WHERE sc.opportunity_id IS NOT NULL \
-             AND sc.to_stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION') AND sc.at < ",
-        )
-        .bind(last)
-        .push(") ");
     }
+    // The changes into an open stage before the latest end, each with the
+    // time of the opportunity's next change kept on it (`until_at`): of the
+    // opportunities that moved (by `ix_stage_changes_opportunity`), or all
+    // (from `ix_stage_changes_open_spans` alone).
+    let last = ends.iter().map(|(_, at)| *at).max().unwrap_or_default();
+    q.push(
+        "), h AS (SELECT sc.opportunity_id AS opp, sc.to_stage AS stage, sc.at AS since, \
+         sc.until_at AS until FROM stage_changes sc WHERE sc.opportunity_id IS NOT NULL \
+         AND sc.to_stage IN ('DISCOVERY', 'PROPOSAL', 'NEGOTIATION') AND sc.at < ",
+    )
+    .bind(last);
+    if few_moved {
+        q.push(" AND sc.opportunity_id IN (SELECT opp FROM moved)");
+    }
+    q.push(") ");
     // Their stage at each end: the change that holds then. Walking only the
     // opportunities that moved, only those that moved at or after this end
     // (a next change then), the others being read where they stand below.
