@@ -499,13 +499,6 @@ pub async fn contributions(db: &impl ConnectionTrait, scope: &Scope) -> AppResul
 /// per statement.
 pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResult<()> {
     let backend = db.get_database_backend();
-    let day = |q: &mut Sql, d: &str| {
-        if backend == DbBackend::Postgres {
-            q.push("CAST(").bind(d.to_owned()).push(" AS DATE)");
-        } else {
-            q.bind(d.to_owned());
-        }
-    };
     for table in LeadTable::ALL {
         let rows: Vec<(&RollupKey, &[i64; 8])> = delta
             .0
@@ -542,7 +535,7 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
                         team_id,
                         owner_id,
                     } => {
-                        day(&mut q, d);
+                        q.bind_date(d);
                         q.push(", ").bind(source.clone());
                         q.push(", ").bind(*campaign_id);
                         q.push(", ").bind(*team_id);
@@ -553,7 +546,7 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
                         segment,
                         is_target,
                     } => {
-                        day(&mut q, d);
+                        q.bind_date(d);
                         q.push(", ").bind(segment.clone());
                         q.push(", ").bind(*is_target);
                     }
@@ -564,7 +557,7 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
                         team_id,
                         segment,
                     } => {
-                        day(&mut q, d);
+                        q.bind_date(d);
                         q.push(", ").bind(source.clone());
                         q.push(", ").bind(*campaign_id);
                         q.push(", ").bind(*team_id);
@@ -576,7 +569,7 @@ pub async fn apply(db: &impl ConnectionTrait, delta: &Contributions) -> AppResul
                         campaign_id,
                         segment,
                     } => {
-                        day(&mut q, d);
+                        q.bind_date(d);
                         q.push(", ").bind(source.clone());
                         q.push(", ").bind(*campaign_id);
                         q.push(", ").bind(segment.clone());

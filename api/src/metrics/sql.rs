@@ -83,14 +83,26 @@ impl Sql {
     }
 
     /// Median of `v` per `k` over a relation `rel` with those two columns
-    /// (the mean of the two middle values for an even count):
-    /// `percentile_cont` on PostgreSQL, window functions on SQLite.
+    /// (the mean of the two middle values for an even count), and `n`, how
+    /// many values: `percentile_cont` on PostgreSQL, window functions on
+    /// SQLite.
     pub fn median_by(&self, rel: &str) -> String {
         match self.backend {
             DbBackend::Postgres => format!(
-                "SELECT k, CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS DOUBLE PRECISION) AS median FROM ({rel}) AS src GROUP BY k"
+                "SELECT k, CAST(COUNT(*) AS BIGINT) AS n, \
+                 CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS DOUBLE PRECISION) AS median FROM ({rel}) AS src GROUP BY k"
             ),
             _ => median_by(rel),
+        }
+    }
+
+    /// Binds a `YYYY-MM-DD` text as a date column's value (PostgreSQL
+    /// casts it; SQLite keeps dates as that text).
+    pub fn bind_date(&mut self, d: &str) -> &mut Self {
+        if self.backend == DbBackend::Postgres {
+            self.push("CAST(").bind(d.to_owned()).push(" AS DATE)")
+        } else {
+            self.bind(d.to_owned())
         }
     }
 
@@ -99,12 +111,13 @@ impl Sql {
     }
 }
 
-/// `AVG` of the middle value(s) of `value` per `key`, from a relation `rel`
-/// with columns `key` and `value`: the median, the mean of the two middle
-/// values for an even count. Works on both backends (window functions).
+/// `AVG` of the middle value(s) of `v` per `k`, from a relation `rel`
+/// with columns `k` and `v`: the median, the mean of the two middle values
+/// for an even count, and `n`, how many values. Works on both backends
+/// (window functions).
 pub fn median_by(rel: &str) -> String {
     format!(
-        "SELECT k, CAST(AVG(v) AS DOUBLE PRECISION) AS median FROM (SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v) AS rn, \
+        "SELECT k, CAST(MAX(cnt) AS BIGINT) AS n, CAST(AVG(v) AS DOUBLE PRECISION) AS median FROM (SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v) AS rn, \
          COUNT(*) OVER (PARTITION BY k) AS cnt FROM ({rel}) AS src) AS ranked \
          WHERE rn IN ((cnt + 1) / 2, (cnt + 2) / 2) GROUP BY k"
     )

@@ -21,7 +21,7 @@
 //! The unit of work calls [`refresh`] at commit for every lead it locked,
 //! created or deleted; [`rebuild_in`] refills both tables from the records.
 
-use super::service::{MetricFilter, Period, lead_conditions, midnight};
+use super::service::{MetricFilter, Period, f64_at, i64_at, lead_conditions, midnight};
 use super::sql::Sql;
 use crate::error::AppResult;
 use chrono::{Datelike, NaiveDate};
@@ -188,31 +188,18 @@ async fn cohort_medians(
     let backend = db.get_database_backend();
     let mut q = Sql::new(backend);
     steps(&mut q, Leads::Cohort(p, f), metrics);
-    let rel =
-        format!("SELECT metric AS k, h AS v FROM steps WHERE metric = {SPEED_TO_LEAD} OR h >= 0");
-    q.push(&match backend {
-        DbBackend::Postgres => format!(
-            "SELECT CAST(k AS INTEGER) AS k, CAST(COUNT(*) AS BIGINT) AS n, \
-             CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS DOUBLE PRECISION) AS median \
-             FROM ({rel}) src GROUP BY k"
-        ),
-        // The mean of the middle value(s), by window functions.
-        _ => format!(
-            "SELECT CAST(k AS INTEGER) AS k, CAST(MAX(cnt) AS BIGINT) AS n, CAST(AVG(v) AS DOUBLE PRECISION) AS median \
-             FROM (SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v) AS rn, \
-             COUNT(*) OVER (PARTITION BY k) AS cnt FROM ({rel}) src) ranked \
-             WHERE rn IN ((cnt + 1) / 2, (cnt + 2) / 2) GROUP BY k"
-        ),
-    });
+    let m = q.median_by(&format!(
+        "SELECT metric AS k, h AS v FROM steps WHERE metric = {SPEED_TO_LEAD} OR h >= 0"
+    ));
+    q.push(&m);
     let mut out = Medians::default();
     for m in metrics {
         out.0.insert(*m, (0, None));
     }
     for row in db.query_all_raw(q.statement()).await? {
-        let k: i32 = row.try_get_by_index(0)?;
-        let n: i64 = row.try_get_by_index(1)?;
-        let median: Option<f64> = row.try_get_by_index(2)?;
-        out.0.insert(k as i16, (n, median));
+        let k = i64_at(&row, "k")?;
+        out.0
+            .insert(k as i16, (i64_at(&row, "n")?, f64_at(&row, "median")?));
     }
     Ok(out)
 }
@@ -315,13 +302,15 @@ pub async fn refresh(db: &impl ConnectionTrait, leads: &[Uuid]) -> AppResult<()>
             if i > 0 {
                 q.push(", ");
             }
-            q.push("(").bind(*metric).push(", ");
-            if backend == DbBackend::Postgres {
-                q.push("CAST(").bind(month.clone()).push(" AS DATE)");
-            } else {
-                q.bind(month.clone());
-            }
-            q.push(", ").bind(*bucket).push(", ").bind(*n).push(")");
+            q.push("(")
+                .bind(*metric)
+                .push(", ")
+                .bind_date(month)
+                .push(", ")
+                .bind(*bucket)
+                .push(", ")
+                .bind(*n)
+                .push(")");
         }
         q.push(" ON CONFLICT (metric, month, bucket) DO UPDATE SET n = lead_timing_rollup.n + excluded.n");
         db.execute_raw(q.statement()).await?;
@@ -424,28 +413,28 @@ pub async fn medians(
     let mut q = Sql::new(backend);
     q.push("SELECT CAST(metric AS INTEGER) AS metric, bucket, CAST(SUM(n) AS BIGINT) AS n FROM (");
     let mut raw = vec![(p.from, p.to)];
-    {
-        let first = month_at_or_after(p.from.date_naive());
-        let first = if midnight(first) < p.from {
-            month_at_or_after(first + chrono::Duration::days(1))
-        } else {
-            first
-        };
-        let end = p.to.date_naive().with_day(1).unwrap_or(p.to.date_naive());
-        if first < end {
-            q.push(&format!(
-                "SELECT metric, bucket, n FROM lead_timing_rollup WHERE metric IN ({list}) AND month >= "
-            ))
-            .bind(first)
-            .push(" AND month < ")
-            .bind(end);
-            raw = [(p.from, midnight(first)), (midnight(end), p.to)]
-                .into_iter()
-                .filter(|(a, b)| a < b)
-                .collect();
-            if !raw.is_empty() {
-                q.push(" UNION ALL ");
-            }
+    // Whole months: from the first month start at or after `from` to the
+    // start of `to`'s month.
+    let day = p.from.date_naive();
+    let first = if midnight(day) == p.from {
+        month_at_or_after(day)
+    } else {
+        month_at_or_after(day + chrono::Duration::days(1))
+    };
+    let end = p.to.date_naive().with_day(1).unwrap_or(p.to.date_naive());
+    if first < end {
+        q.push(&format!(
+            "SELECT metric, bucket, n FROM lead_timing_rollup WHERE metric IN ({list}) AND month >= "
+        ))
+        .bind(first)
+        .push(" AND month < ")
+        .bind(end);
+        raw = [(p.from, midnight(first)), (midnight(end), p.to)]
+            .into_iter()
+            .filter(|(a, b)| a < b)
+            .collect();
+        if !raw.is_empty() {
+            q.push(" UNION ALL ");
         }
     }
     for (i, (from, to)) in raw.iter().enumerate() {
