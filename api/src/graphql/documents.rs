@@ -1,23 +1,26 @@
 //! Parsed documents, kept by their text: dashboards, BI tools and clients
 //! send the same few queries again and again, and parsing them (a pest
-//! grammar) was one of the largest costs of a small read. The cache is an
-//! async-graphql extension whose `parse_query` hook answers a known text
-//! with its document, without running the parser (nor the depth and
-//! directive checks the document passed when it was first parsed); the
-//! HTTP handler reads the same cache for its own checks before execution.
+//! grammar) was one of the largest costs of a small read. The HTTP handler
+//! looks a text up here first and hands a known document to the executor
+//! (`Request::set_parsed_query`), which then only re-runs its cheap depth
+//! and directive checks; a new text is parsed by the handler and kept once
+//! the executor accepted it.
+//!
+//! Not a schema extension (it was one): with any extension installed,
+//! async-graphql routes every field of every response through the extension
+//! chain (a type lookup, a boxed future and, per list item, two type-name
+//! strings), which cost more on a 100-node page than the parse it saved.
 //!
 //! - Keyed by the exact query text; variables, the operation name and the
 //!   caller are not part of the document, so they apply as sent. Every
 //!   request still runs validation (it reads the variables) and gets its
 //!   own copy of the document (execution removes `@skip`ped selections).
-//! - Only documents that parsed and passed the parse-time checks are kept,
-//!   and only texts up to `MAX_DOCUMENT_BYTES`, at most `MAX_ENTRIES` of
-//!   them (least recently used go first): a client sending ever new texts
-//!   only replaces entries, it cannot grow the process.
+//! - Only documents that parsed and were executed without a request error
+//!   are kept, and only texts up to `MAX_DOCUMENT_BYTES`, at most
+//!   `MAX_ENTRIES` of them (least recently used go first): a client sending
+//!   ever new texts only replaces entries, it cannot grow the process.
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerResult, Variables};
 use std::sync::Arc;
 
 /// Most documents kept.
@@ -25,7 +28,7 @@ pub const MAX_ENTRIES: u64 = 1_000;
 /// Longest query text whose document is kept, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024;
 
-/// The cache, shared by the schema's extension and the HTTP handler.
+/// The cache of the HTTP handler.
 #[derive(Clone)]
 pub struct DocumentCache {
     inner: moka::sync::Cache<String, Arc<ExecutableDocument>>,
@@ -54,134 +57,33 @@ impl DocumentCache {
         self.inner.get(query)
     }
 
-    fn insert(&self, query: &str, doc: &ExecutableDocument) {
+    /// Keeps `doc` as the document of `query` (a text too long is not kept).
+    pub fn insert(&self, query: &str, doc: Arc<ExecutableDocument>) {
         if query.len() <= MAX_DOCUMENT_BYTES {
-            self.inner.insert(query.to_owned(), Arc::new(doc.clone()));
+            self.inner.insert(query.to_owned(), doc);
         }
-    }
-}
-
-impl ExtensionFactory for DocumentCache {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for DocumentCache {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if let Some(doc) = self.get(query) {
-            return Ok((*doc).clone());
-        }
-        let doc = next.run(ctx, query, variables).await?;
-        self.insert(query, &doc);
-        Ok(doc)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_graphql::{EmptyMutation, EmptySubscription, Object, Request, Schema};
-    use serde_json::json;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    struct Query;
-
-    #[Object]
-    impl Query {
-        async fn echo(&self, v: i32) -> i32 {
-            v
-        }
-    }
-
-    /// Counts the documents that reach the parser (it sits inside the cache).
-    #[derive(Clone)]
-    struct Parses(Arc<AtomicUsize>);
-
-    impl ExtensionFactory for Parses {
-        fn create(&self) -> Arc<dyn Extension> {
-            Arc::new(self.clone())
-        }
-    }
-
-    #[async_graphql::async_trait::async_trait]
-    impl Extension for Parses {
-        async fn parse_query(
-            &self,
-            ctx: &ExtensionContext<'_>,
-            query: &str,
-            variables: &Variables,
-            next: NextParseQuery<'_>,
-        ) -> ServerResult<ExecutableDocument> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            next.run(ctx, query, variables).await
-        }
-    }
-
-    async fn run(
-        schema: &Schema<Query, EmptyMutation, EmptySubscription>,
-        query: &str,
-        vars: serde_json::Value,
-    ) -> serde_json::Value {
-        let resp = schema
-            .execute(Request::new(query).variables(Variables::from_json(vars)))
-            .await;
-        json!({
-            "data": resp.data.into_json().unwrap_or_default(),
-            "errors": resp.errors.len(),
-        })
-    }
-
-    #[tokio::test]
-    async fn a_repeated_query_is_parsed_once_and_its_variables_apply() {
+    #[test]
+    fn keeps_short_texts_and_not_long_ones() {
         let cache = DocumentCache::new();
-        let parses = Arc::new(AtomicUsize::new(0));
-        let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
-            .extension(cache.clone())
-            .extension(Parses(parses.clone()))
-            .finish();
-        let count = || parses.load(Ordering::SeqCst);
+        let q = "{ echo }";
+        let doc = Arc::new(async_graphql::parser::parse_query(q).unwrap());
+        assert!(cache.get(q).is_none());
+        cache.insert(q, doc.clone());
+        assert!(cache.get(q).is_some_and(|d| Arc::ptr_eq(&d, &doc)));
+        assert!(cache.get("{ echo } ").is_none(), "keyed by the exact text");
 
-        let q = "query ($v: Int!) { echo(v: $v) }";
-        for v in [1, 2, 3] {
-            let got = run(&schema, q, json!({ "v": v })).await;
-            assert_eq!(got, json!({ "data": { "echo": v }, "errors": 0 }));
-        }
-        assert_eq!(count(), 1, "parsed once, answered three times");
-        assert!(cache.get(q).is_some());
-
-        // `@skip` is applied per request to a copy: the cached document keeps
-        // the skipped field for the next request.
-        let q = "query ($s: Boolean!) { a: echo(v: 1) b: echo(v: 2) @skip(if: $s) }";
-        let skipped = run(&schema, q, json!({ "s": true })).await;
-        assert_eq!(skipped, json!({ "data": { "a": 1 }, "errors": 0 }));
-        let kept = run(&schema, q, json!({ "s": false })).await;
-        assert_eq!(kept, json!({ "data": { "a": 1, "b": 2 }, "errors": 0 }));
-        assert_eq!(count(), 2);
-
-        // Validation still runs on every request: a missing variable fails.
-        let bad = run(&schema, "query ($v: Int!) { echo(v: $v) }", json!({})).await;
-        assert_eq!(bad["errors"], 1);
-        assert_eq!(count(), 2);
-
-        // A text that does not parse is not kept; neither is a long one.
-        for _ in 0..2 {
-            let broken = run(&schema, "{ echo(v: ", json!({})).await;
-            assert_eq!(broken["errors"], 1);
-        }
-        assert_eq!(count(), 4);
-        let long = format!("{{ echo(v: 7) }}\n#{}", "x".repeat(MAX_DOCUMENT_BYTES));
-        for _ in 0..2 {
-            let got = run(&schema, &long, json!({})).await;
-            assert_eq!(got, json!({ "data": { "echo": 7 }, "errors": 0 }));
-        }
-        assert_eq!(count(), 6);
+        let long = format!("{{ echo }}\n#{}", "x".repeat(MAX_DOCUMENT_BYTES));
+        cache.insert(
+            &long,
+            Arc::new(async_graphql::parser::parse_query(&long).unwrap()),
+        );
+        assert!(cache.get(&long).is_none());
     }
 }

@@ -59,7 +59,6 @@ pub fn build_schema(
     config: &Config,
     db: Option<DatabaseConnection>,
     metrics_db: Option<DatabaseConnection>,
-    documents: Option<documents::DocumentCache>,
     webhook_key: Option<std::sync::Arc<crate::webhooks::secrets::WebhookKey>>,
 ) -> LockstepSchema {
     let mut builder = Schema::build(
@@ -70,10 +69,6 @@ pub fn build_schema(
     .limit_depth(config.max_depth)
     .limit_complexity(config.max_complexity)
     .limit_directives(50);
-    // First of the extensions: a known document skips the parser.
-    if let Some(documents) = documents {
-        builder = builder.extension(documents);
-    }
     // Spans for top-level fields, only when traces are exported: an
     // extension is called for every field, so none is installed otherwise.
     if config.otel_endpoint.is_some() || crate::telemetry::otel_enabled() {
@@ -104,5 +99,5 @@ pub fn build_schema(
 
 /// The SDL, as printed by `lockstep schema` and kept in `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(&Config::default(), None, None, None, None).sdl()
+    build_schema(&Config::default(), None, None, None).sdl()
 }

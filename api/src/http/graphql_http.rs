@@ -381,7 +381,7 @@ async fn execute(
         return Ok(refuse(&reason, ErrorCode::BadUserInput));
     }
     // A document seen before comes from the cache; a new one is parsed here
-    // once and handed to the schema, whose extension keeps it.
+    // and kept below once the executor accepted it.
     let (doc, fresh) = match state.documents.get(&params.query) {
         Some(doc) => (doc, false),
         None => match async_graphql::parser::parse_query(&params.query) {
@@ -464,10 +464,10 @@ async fn execute(
             }
         }
     }
+    // The text is kept only for a new document (the cache's key).
+    let new_text = fresh.then(|| params.query.clone());
     let mut request = Request::new(params.query);
-    if fresh && let Ok(doc) = Arc::try_unwrap(doc) {
-        request.set_parsed_query(doc);
-    }
+    request.set_parsed_query((*doc).clone());
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
@@ -493,6 +493,11 @@ async fn execute(
     let request_error = response.data == Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
+    if let Some(text) = new_text
+        && !request_error
+    {
+        state.documents.insert(&text, doc);
+    }
     let error_count = response.errors.len();
     let errors: Vec<Json> = response
         .errors

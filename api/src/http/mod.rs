@@ -43,7 +43,7 @@ pub struct AppState {
     /// plans each statement for its period; SQLite: `db`).
     pub metrics_db: DatabaseConnection,
     pub schema: LockstepSchema,
-    /// Parsed documents by query text (the schema's extension and the handler share it).
+    /// Parsed documents by query text (see `graphql::documents`).
     pub documents: DocumentCache,
     /// Automatic persisted queries: texts by their SHA-256.
     pub persisted: PersistedQueries,
@@ -98,7 +98,6 @@ impl App {
             &config,
             Some(db.clone()),
             Some(metrics_db.clone()),
-            Some(documents.clone()),
             webhook_key.clone(),
         );
         let limiter = Arc::new(Limiter::with_database(
