@@ -89,6 +89,11 @@ pub async fn connect_metrics(
     }
 }
 
+/// How long a pooled connection may sit idle before it is checked (pinged)
+/// on its next checkout. Firewalls, proxies and server restarts drop
+/// connections that sat idle; one in steady use is not pinged at all.
+pub const IDLE_CHECK: Duration = Duration::from_secs(10);
+
 async fn connect_pool(
     url: &str,
     counter: Arc<StatementCounter>,
@@ -106,7 +111,13 @@ async fn connect_pool(
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
         .max_connections(max)
-        .min_connections(1);
+        .min_connections(1)
+        // sqlx pings a pooled connection on every checkout by default: one
+        // more round trip (and a wake-up of the PostgreSQL backend) for every
+        // statement. Only a connection idle long enough to have been dropped
+        // by the server or a proxy is checked now; a hot one goes straight
+        // to its statement (`IDLE_CHECK`).
+        .test_before_acquire_if_idle_for(IDLE_CHECK);
     if is_sqlite {
         // WAL lets readers run beside the one writer; foreign keys on; writers
         // wait for each other instead of failing.
