@@ -109,6 +109,12 @@ where
 /// Loads the keys of a whole page in one batch, so that each node's field
 /// is then answered from the request's loader cache. Without it, the
 /// DataLoader's batching window may split a large page into several batches.
+///
+/// The batch runs here, in the resolver's own task, and its rows are fed to
+/// the loader's cache: going through `load_many` instead would wait out the
+/// loader's batching delay and hop to a spawned task for keys that are all
+/// known already. Keys with no row are not cached (a node asking for one
+/// loads it, and finds nothing, as before).
 pub async fn prime<L, K>(
     ctx: &Context<'_>,
     keys: impl IntoIterator<Item = K>,
@@ -120,11 +126,78 @@ where
     let loader = ctx
         .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
         .ok_or_else(|| AppError::Internal("loader missing".into()))?;
-    let keys: std::collections::HashSet<K> = keys.into_iter().collect();
+    let keys: Vec<K> = keys
+        .into_iter()
+        .collect::<std::collections::HashSet<K>>()
+        .into_iter()
+        .collect();
     if !keys.is_empty() {
-        loader.load_many(keys).await?;
+        let found = loader.loader().load(&keys).await?;
+        loader.feed_many(found).await;
     }
     Ok(())
+}
+
+/// `prime` for a loader of children: a key with no row is cached as an
+/// empty list (most leads have no touchpoints, say), so no node goes back
+/// to the loader for it.
+pub async fn prime_children<L, V>(
+    ctx: &Context<'_>,
+    keys: impl IntoIterator<Item = L::Key>,
+) -> async_graphql::Result<()>
+where
+    L: ChildLoader<V>,
+    V: Send + Sync + Clone + 'static,
+{
+    let loader = ctx
+        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
+        .ok_or_else(|| AppError::Internal("loader missing".into()))?;
+    let keys: Vec<L::Key> = keys
+        .into_iter()
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .collect();
+    if !keys.is_empty() {
+        let mut found = loader.loader().load(&keys).await?;
+        loader
+            .feed_many(keys.into_iter().map(|k| {
+                let rows = found.remove(&k).unwrap_or_default();
+                (k, rows)
+            }))
+            .await;
+    }
+    Ok(())
+}
+
+/// A page's primes, run at once (each batch on its own pooled connection):
+/// a page's relations then cost one round trip, not one each.
+#[derive(Default)]
+pub struct Primes<'a>(Vec<futures_util::future::BoxFuture<'a, async_graphql::Result<()>>>);
+
+impl<'a> Primes<'a> {
+    /// Adds a `prime` (or any batch) to run.
+    pub fn add(
+        &mut self,
+        batch: impl std::future::Future<Output = async_graphql::Result<()>> + Send + 'a,
+    ) {
+        self.0.push(Box::pin(batch));
+    }
+
+    /// Runs them all; the first error wins.
+    pub async fn run(self) -> async_graphql::Result<()> {
+        futures_util::future::try_join_all(self.0).await.map(|_| ())
+    }
+
+    /// Runs them beside `lookup` (one record read by id, whose children the
+    /// selection asks for), and gives what `lookup` found.
+    pub async fn beside<T>(
+        self,
+        lookup: impl std::future::Future<Output = AppResult<T>> + Send,
+    ) -> async_graphql::Result<T> {
+        let lookup = async { lookup.await.map_err(async_graphql::Error::from) };
+        let (found, ()) = futures_util::future::try_join(lookup, self.run()).await?;
+        Ok(found)
+    }
 }
 
 /// Which fields a connection's nodes select (`nodes { … }` or `edges { node { … } }`).

@@ -3,7 +3,7 @@ use super::service::{self, Answer, HandoffFilter, HandoffOrder, NewHandoff, Who}
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::graphql::connection::{Conn, connection};
 use crate::graphql::context::{
-    caller, db, load_one, node_selects, parse_id, parse_ids, prime, require,
+    Primes, caller, db, load_one, node_selects, parse_id, parse_ids, prime, require,
 };
 use crate::graphql::inputs::{OrderDirection, TimeRangeInput, patch};
 use crate::graphql::loaders::{LeadById, OpportunityById, SlaPolicyById, TeamById, UserById};
@@ -337,20 +337,27 @@ impl HandoffsQuery {
     }
 }
 
-/// Loads the relations a page of hand-offs selects, one batch each.
+/// Loads the relations a page of hand-offs selects, one batch each, at once.
 pub async fn prime_handoffs(ctx: &Context<'_>, rows: &[&handoff::Model]) -> Result<()> {
+    let mut primes = Primes::default();
     if node_selects(ctx, "lead") {
-        prime::<LeadById, _>(ctx, rows.iter().filter_map(|h| h.lead_id)).await?;
+        primes.add(prime::<LeadById, _>(
+            ctx,
+            rows.iter().filter_map(|h| h.lead_id),
+        ));
     }
     if node_selects(ctx, "opportunity") {
-        prime::<OpportunityById, _>(ctx, rows.iter().filter_map(|h| h.opportunity_id)).await?;
+        primes.add(prime::<OpportunityById, _>(
+            ctx,
+            rows.iter().filter_map(|h| h.opportunity_id),
+        ));
     }
     if node_selects(ctx, "fromTeam") || node_selects(ctx, "toTeam") {
         let teams: Vec<uuid::Uuid> = rows
             .iter()
             .flat_map(|h| [h.from_team_id, h.to_team_id])
             .collect();
-        prime::<TeamById, _>(ctx, teams).await?;
+        primes.add(prime::<TeamById, _>(ctx, teams));
     }
     if ["fromUser", "toUser", "respondedBy"]
         .iter()
@@ -361,12 +368,15 @@ pub async fn prime_handoffs(ctx: &Context<'_>, rows: &[&handoff::Model]) -> Resu
             .flat_map(|h| [h.from_user_id, h.to_user_id, h.responded_by_id])
             .flatten()
             .collect();
-        prime::<UserById, _>(ctx, users).await?;
+        primes.add(prime::<UserById, _>(ctx, users));
     }
     if node_selects(ctx, "policy") {
-        prime::<SlaPolicyById, _>(ctx, rows.iter().filter_map(|h| h.policy_id)).await?;
+        primes.add(prime::<SlaPolicyById, _>(
+            ctx,
+            rows.iter().filter_map(|h| h.policy_id),
+        ));
     }
-    Ok(())
+    primes.run().await
 }
 
 /// A hand-off. `leadId` or `opportunityId` (exactly one), and `toTeamId`,

@@ -2,11 +2,11 @@ use super::service::{self, Conversion, LeadFields, LeadFilter, LeadOrder, Search
 use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
-use crate::graphql::context::{acting, resolve_actor};
 use crate::graphql::context::{
-    caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require,
-    settings,
+    Primes, caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime,
+    prime_children, require, settings,
 };
+use crate::graphql::context::{acting, resolve_actor};
 use crate::graphql::inputs::{
     ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
 };
@@ -209,37 +209,55 @@ impl StageChange {
     }
 }
 
-/// Loads the relations a page of leads selects, one batch each.
+/// Loads the relations a page of leads selects, one batch each, at once.
 async fn prime_leads<'a>(
     ctx: &Context<'_>,
-    leads: impl Iterator<Item = &'a lead::Model> + Clone,
+    leads: impl Iterator<Item = &'a lead::Model> + Clone + Send,
 ) -> Result<()> {
+    let mut primes = Primes::default();
     if node_selects(ctx, "account") {
-        prime::<AccountById, _>(ctx, leads.clone().filter_map(|l| l.account_id)).await?;
+        primes.add(prime::<AccountById, _>(
+            ctx,
+            leads.clone().filter_map(|l| l.account_id),
+        ));
     }
     if node_selects(ctx, "owner") {
-        prime::<UserById, _>(ctx, leads.clone().filter_map(|l| l.owner_id)).await?;
+        primes.add(prime::<UserById, _>(
+            ctx,
+            leads.clone().filter_map(|l| l.owner_id),
+        ));
     }
     if node_selects(ctx, "team") {
-        prime::<TeamById, _>(ctx, leads.clone().filter_map(|l| l.team_id)).await?;
+        primes.add(prime::<TeamById, _>(
+            ctx,
+            leads.clone().filter_map(|l| l.team_id),
+        ));
     }
     if node_selects(ctx, "campaign") {
-        prime::<CampaignById, _>(ctx, leads.clone().filter_map(|l| l.campaign_id)).await?;
+        primes.add(prime::<CampaignById, _>(
+            ctx,
+            leads.clone().filter_map(|l| l.campaign_id),
+        ));
     }
     if node_selects(ctx, "convertedOpportunity") {
-        prime::<OpportunityById, _>(
+        primes.add(prime::<OpportunityById, _>(
             ctx,
             leads.clone().filter_map(|l| l.converted_opportunity_id),
-        )
-        .await?;
+        ));
     }
     if node_selects(ctx, "stageHistory") {
-        prime::<StageHistoryOfLead, _>(ctx, leads.clone().map(|l| l.id)).await?;
+        primes.add(prime_children::<StageHistoryOfLead, _>(
+            ctx,
+            leads.clone().map(|l| l.id),
+        ));
     }
     if node_selects(ctx, "touchpoints") {
-        prime::<TouchpointsOfLead, _>(ctx, leads.clone().map(|l| l.id)).await?;
+        primes.add(prime_children::<TouchpointsOfLead, _>(
+            ctx,
+            leads.clone().map(|l| l.id),
+        ));
     }
-    Ok(())
+    primes.run().await
 }
 
 #[derive(InputObject, Default)]
@@ -280,7 +298,17 @@ pub struct LeadsQuery;
 impl LeadsQuery {
     async fn lead(&self, ctx: &Context<'_>, id: ID) -> Result<Lead> {
         require(ctx, READERS, "read leads")?;
-        Ok(Lead(service::get(db(ctx)?, parse_id(&id, "id")?).await?))
+        let (db, id) = (db(ctx)?, parse_id(&id, "id")?);
+        // The children asked for are read beside the lead, not after it.
+        let look = ctx.look_ahead();
+        let mut primes = Primes::default();
+        if look.field("stageHistory").exists() {
+            primes.add(prime_children::<StageHistoryOfLead, _>(ctx, [id]));
+        }
+        if look.field("touchpoints").exists() {
+            primes.add(prime_children::<TouchpointsOfLead, _>(ctx, [id]));
+        }
+        Ok(Lead(primes.beside(service::get(db, id)).await?))
     }
 
     /// Leads, filtered and ordered (default: newest first).

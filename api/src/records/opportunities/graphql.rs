@@ -6,7 +6,8 @@ use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
 use crate::graphql::context::acting;
 use crate::graphql::context::{
-    db, load_children, load_one, node_selects, parse_id, parse_ids, prime, require, settings,
+    Primes, db, load_children, load_one, node_selects, parse_id, parse_ids, prime, prime_children,
+    require, settings,
 };
 use crate::graphql::inputs::{
     ExternalIdInput, ExternalIdNode, OrderDirection, TimeRangeInput, patch, patch_id,
@@ -149,9 +150,13 @@ pub struct OpportunitiesQuery;
 impl OpportunitiesQuery {
     async fn opportunity(&self, ctx: &Context<'_>, id: ID) -> Result<Opportunity> {
         require(ctx, READERS, "read opportunities")?;
-        Ok(Opportunity(
-            service::get(db(ctx)?, parse_id(&id, "id")?).await?,
-        ))
+        let (db, id) = (db(ctx)?, parse_id(&id, "id")?);
+        // The history, when asked for, is read beside the opportunity.
+        let mut primes = Primes::default();
+        if ctx.look_ahead().field("stageHistory").exists() {
+            primes.add(prime_children::<StageHistoryOfOpportunity, _>(ctx, [id]));
+        }
+        Ok(Opportunity(primes.beside(service::get(db, id)).await?))
     }
 
     /// Opportunities, filtered and ordered (default: newest first).
@@ -209,18 +214,32 @@ impl OpportunitiesQuery {
         )
         .await?;
         let opps = page.items.iter().map(|(_, m)| m);
+        let mut primes = Primes::default();
         if node_selects(ctx, "account") {
-            prime::<AccountById, _>(ctx, opps.clone().map(|o| o.account_id)).await?;
+            primes.add(prime::<AccountById, _>(
+                ctx,
+                opps.clone().map(|o| o.account_id),
+            ));
         }
         if node_selects(ctx, "lead") {
-            prime::<LeadById, _>(ctx, opps.clone().filter_map(|o| o.lead_id)).await?;
+            primes.add(prime::<LeadById, _>(
+                ctx,
+                opps.clone().filter_map(|o| o.lead_id),
+            ));
         }
         if node_selects(ctx, "owner") {
-            prime::<UserById, _>(ctx, opps.clone().filter_map(|o| o.owner_id)).await?;
+            primes.add(prime::<UserById, _>(
+                ctx,
+                opps.clone().filter_map(|o| o.owner_id),
+            ));
         }
         if node_selects(ctx, "stageHistory") {
-            prime::<StageHistoryOfOpportunity, _>(ctx, opps.clone().map(|o| o.id)).await?;
+            primes.add(prime_children::<StageHistoryOfOpportunity, _>(
+                ctx,
+                opps.clone().map(|o| o.id),
+            ));
         }
+        primes.run().await?;
         Ok(connection(
             page,
             move || {
