@@ -25,5 +25,6 @@ mod ops;
 mod plans;
 mod reference;
 mod rollups;
+mod rows;
 mod seed;
 mod webhooks;

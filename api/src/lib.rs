@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod pagination;
 pub mod records;
+pub mod rows;
 pub mod setup;
 pub mod telemetry;
 pub mod uow;

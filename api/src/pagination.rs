@@ -32,11 +32,13 @@ impl From<SortKey> for Value {
     }
 }
 
-/// Position of one record in one ordering. Opaque to clients.
+/// Position of one record in one ordering. Opaque to clients. A page keeps
+/// one per record and encodes it only when a client reads it (`cursor`,
+/// `pageInfo`): most pages are read by their nodes alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
     /// The ordering the cursor belongs to (a cursor from another is refused).
-    pub o: String,
+    pub o: std::borrow::Cow<'static, str>,
     pub k: SortKey,
     pub id: Uuid,
 }
@@ -68,7 +70,7 @@ pub struct PageRequest {
 /// One page of records plus what a Relay `pageInfo` needs.
 #[derive(Debug, Clone)]
 pub struct Page<M> {
-    pub items: Vec<(String, M)>,
+    pub items: Vec<(Cursor, M)>,
     pub has_next: bool,
     pub has_previous: bool,
 }
@@ -129,7 +131,7 @@ pub async fn paginate<E, C>(
     request: &PageRequest,
 ) -> AppResult<Page<E::Model>>
 where
-    E: EntityTrait,
+    E: crate::rows::Rows,
     E::Model: Sync,
     C: ConnectionTrait,
 {
@@ -179,12 +181,14 @@ where
     }
     let ascending = ordering.descending == backward;
     let order = if ascending { Order::Asc } else { Order::Desc };
-    let mut rows = select
-        .order_by(ordering.column, order.clone())
-        .order_by(ordering.id, order)
-        .limit(size + 1)
-        .all(db)
-        .await?;
+    let mut rows = crate::rows::all(
+        select
+            .order_by(ordering.column, order.clone())
+            .order_by(ordering.id, order)
+            .limit(size + 1),
+        db,
+    )
+    .await?;
     let more = rows.len() as u64 > size;
     rows.truncate(size as usize);
     if backward {
@@ -195,11 +199,11 @@ where
         .map(|m| {
             let (k, id) = (ordering.key)(&m);
             let cursor = Cursor {
-                o: ordering.name.to_owned(),
+                o: std::borrow::Cow::Borrowed(ordering.name),
                 k,
                 id,
             };
-            (cursor.encode(), m)
+            (cursor, m)
         })
         .collect();
     Ok(if backward {

@@ -1,8 +1,8 @@
 //! Relay connections over the services' pages.
 
 use crate::error::AppResult;
-use crate::pagination::Page;
-use async_graphql::connection::{Connection, Edge};
+use crate::pagination::{Cursor, Page};
+use async_graphql::connection::{Connection, CursorType, Edge};
 use async_graphql::{Object, OutputType};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
@@ -20,7 +20,21 @@ impl TotalCount {
     }
 }
 
-pub type Conn<N> = Connection<String, N, TotalCount>;
+pub type Conn<N> = Connection<Cursor, N, TotalCount>;
+
+/// Cursors are encoded when a client reads one (an edge's `cursor`,
+/// `pageInfo`'s `startCursor`/`endCursor`), not for every record of a page.
+impl CursorType for Cursor {
+    type Error = String;
+
+    fn decode_cursor(s: &str) -> Result<Self, Self::Error> {
+        Cursor::decode(s, "cursor").map_err(|e| e.detail())
+    }
+
+    fn encode_cursor(&self) -> String {
+        self.encode()
+    }
+}
 
 /// Turns a service page into a connection of `N`.
 pub fn connection<M, N, F>(

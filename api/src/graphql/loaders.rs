@@ -45,7 +45,7 @@ pub struct ById<E>(DatabaseConnection, PhantomData<E>);
 
 impl<E> Loader<Uuid> for ById<E>
 where
-    E: EntityTrait + Send + Sync + 'static,
+    E: crate::rows::Rows + Send + Sync + 'static,
     E::Model: Clone + Send + Sync + 'static,
 {
     type Value = E::Model;
@@ -56,9 +56,7 @@ where
             return Ok(HashMap::new());
         };
         let col = pk.into_column();
-        let rows = E::find()
-            .filter(col.is_in(keys.iter().copied()))
-            .all(&self.0)
+        let rows = crate::rows::all(E::find().filter(col.is_in(keys.iter().copied())), &self.0)
             .await
             .map_err(|e| LoadError::from(AppError::from(e)))?;
         Ok(rows
@@ -79,7 +77,7 @@ pub struct GroupedBy<E: EntityTrait, Tag> {
 
 impl<E, Tag> Loader<Uuid> for GroupedBy<E, Tag>
 where
-    E: EntityTrait + Send + Sync + 'static,
+    E: crate::rows::Rows + Send + Sync + 'static,
     E::Model: Clone + Send + Sync + 'static,
     E::Column: Send + Sync,
     Tag: Send + Sync + 'static,
@@ -94,8 +92,7 @@ where
         if let Some(pk) = E::PrimaryKey::iter().next() {
             select = select.order_by_asc(pk.into_column());
         }
-        let rows = select
-            .all(&self.db)
+        let rows = crate::rows::all(select, &self.db)
             .await
             .map_err(|e| LoadError::from(AppError::from(e)))?;
         let mut map: HashMap<Uuid, Vec<E::Model>> = HashMap::new();

@@ -161,8 +161,7 @@ pub async fn count(db: &impl ConnectionTrait, filter: &LeadFilter) -> AppResult<
 }
 
 pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> AppResult<lead::Model> {
-    Lead::find_by_id(id)
-        .one(db)
+    crate::rows::one(Lead::find_by_id(id), db)
         .await?
         .ok_or_else(|| AppError::not_found("lead"))
 }
