@@ -136,6 +136,10 @@ enum Command {
         /// server's metric cache off).
         #[arg(long)]
         dashboard: bool,
+        /// Only the read workloads whose name contains this text ("by id",
+        /// "by creation", "MQL"), to profile one at a time.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Fill the database with deterministic demo data of any size, or
     /// write the same data as an import file (`--jsonl FILE`, see docs/import.md).
@@ -313,6 +317,7 @@ async fn main() -> anyhow::Result<()> {
             postgraphile,
             pgbench,
             dashboard,
+            only,
         } => {
             let _telemetry = init_tracing_with("warn");
             let rows = tools::read_bench::run(tools::read_bench::ReadBenchOptions {
@@ -324,6 +329,7 @@ async fn main() -> anyhow::Result<()> {
                 postgraphile,
                 database_url: pgbench,
                 dashboard,
+                only,
             })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -37,6 +37,9 @@ pub struct ReadBenchOptions {
     pub database_url: Option<String>,
     /// Also run the dashboard mix (metrics, Lockstep only).
     pub dashboard: bool,
+    /// Only the read workloads whose name contains this (all when `None`):
+    /// profiling one workload at a time.
+    pub only: Option<String>,
 }
 
 /// Who answered a run.
@@ -345,7 +348,10 @@ pub async fn run(opts: ReadBenchOptions) -> Result<Vec<ReadRow>, Error> {
         return Err("the database has no leads: seed it first".into());
     }
     let ids = Arc::new(ids);
-    let workloads = workloads();
+    let workloads: Vec<Workload> = workloads()
+        .into_iter()
+        .filter(|w| opts.only.as_deref().is_none_or(|o| w.name.contains(o)))
+        .collect();
     for w in &workloads {
         same_rows(&client, &targets, w, &ids).await?;
     }
