@@ -499,3 +499,52 @@ db_test!(
         );
     }
 );
+
+// One lead by id with its stage history: the history in order, read with the
+// lead in one statement on PostgreSQL (two on SQLite); an unknown id is
+// NOT_FOUND either way.
+db_test!(one_lead_with_its_history, |app| async move {
+    let created = app
+        .admin(
+            "mutation { createLead(input: {email: \"history@acme.com\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    let id = data(&created)["createLead"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for to in ["MQL", "SAL"] {
+        let moved = app
+            .admin(
+                "mutation($id: ID!, $to: LeadStage!) { changeLeadStage(id: $id, to: $to) { id } }",
+                json!({"id": id, "to": to}),
+            )
+            .await;
+        assert!(moved["errors"].is_null(), "{moved}");
+    }
+    let q = "query($id: ID!) { lead(id: $id) { email stageHistory { fromStage toStage } } }";
+    let token = app.admin_token();
+    let before = app.statements();
+    let got = app.gql(&token, q, json!({"id": id})).await;
+    let used = app.statements() - before;
+    assert_eq!(data(&got)["lead"]["email"], "history@acme.com");
+    assert_eq!(
+        data(&got)["lead"]["stageHistory"],
+        json!([
+            {"fromStage": null, "toStage": "INQUIRY"},
+            {"fromStage": "INQUIRY", "toStage": "MQL"},
+            {"fromStage": "MQL", "toStage": "SAL"},
+        ])
+    );
+    let expected = match app.backend {
+        Backend::Postgres => 1,
+        Backend::Sqlite => 2,
+    };
+    assert_eq!(used, expected, "statements for a lead and its history");
+
+    let unknown = app
+        .gql(&token, q, json!({"id": uuid::Uuid::now_v7().to_string()}))
+        .await;
+    assert_eq!(error_code(&unknown), Some("NOT_FOUND"), "{unknown}");
+});

@@ -100,24 +100,42 @@ macro_rules! column {
     };
 }
 
+/// A model whose columns can be read off a PostgreSQL row by position.
+pub trait Positional: Sized {
+    /// How many columns the model takes.
+    const COLUMNS: usize;
+    /// The model whose first column is column `start` of `row`.
+    fn at(row: &PgRow, start: usize) -> Result<Self, DbErr>;
+}
+
+/// Whether column `i` of `row` is NULL (a LEFT JOIN that found nothing).
+pub fn is_null(row: &PgRow, i: usize) -> Result<bool, DbErr> {
+    Ok(<Option<uuid::Uuid> as Column>::at(row, i)?.is_none())
+}
+
 /// Decodes `$model` by position on PostgreSQL: its fields, in declaration
 /// order, each `plain` (a type PostgreSQL decodes) or `enum`.
 macro_rules! by_position {
     ($module:ident { $($field:ident: $kind:ident),* $(,)? }) => {
-        impl FromQueryResult for ByPosition<entity::$module::Model> {
+        impl Positional for entity::$module::Model {
+            const COLUMNS: usize = [$(stringify!($field)),*].len();
+
             #[allow(unused_assignments)]
+            fn at(row: &PgRow, start: usize) -> Result<Self, DbErr> {
+                let mut i = start;
+                Ok(entity::$module::Model {
+                    $($field: {
+                        let v = column!($kind, row, i);
+                        i += 1;
+                        v
+                    },)*
+                })
+            }
+        }
+        impl FromQueryResult for ByPosition<entity::$module::Model> {
             fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
                 match res.try_as_pg_row() {
-                    Some(row) if pre.is_empty() => {
-                        let mut i = 0usize;
-                        Ok(ByPosition(entity::$module::Model {
-                            $($field: {
-                                let v = column!($kind, row, i);
-                                i += 1;
-                                v
-                            },)*
-                        }))
-                    }
+                    Some(row) if pre.is_empty() => Positional::at(row, 0).map(ByPosition),
                     _ => entity::$module::Model::from_query_result(res, pre).map(ByPosition),
                 }
             }

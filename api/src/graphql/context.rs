@@ -169,6 +169,19 @@ where
     Ok(())
 }
 
+/// Puts one parent's children, read by other means, in its loader's cache.
+pub async fn feed_children<L, V>(ctx: &Context<'_>, key: L::Key, rows: Vec<V>) -> AppResult<()>
+where
+    L: ChildLoader<V>,
+    V: Send + Sync + Clone + 'static,
+{
+    let loader = ctx
+        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
+        .ok_or_else(|| AppError::Internal("loader missing".into()))?;
+    loader.feed_one(key, rows).await;
+    Ok(())
+}
+
 /// A page's primes, run at once (each batch on its own pooled connection):
 /// a page's relations then cost one round trip, not one each.
 #[derive(Default)]

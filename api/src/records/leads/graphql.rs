@@ -3,8 +3,8 @@ use crate::auth::{READERS, RECORD_WRITERS};
 use crate::error::AppError;
 use crate::graphql::connection::{Conn, connection};
 use crate::graphql::context::{
-    Primes, caller, db, load_children, load_one, node_selects, parse_id, parse_ids, prime,
-    prime_children, require, settings,
+    Primes, caller, db, feed_children, load_children, load_one, node_selects, parse_id, parse_ids,
+    prime, prime_children, require, settings,
 };
 use crate::graphql::context::{acting, resolve_actor};
 use crate::graphql::inputs::{
@@ -303,6 +303,14 @@ impl LeadsQuery {
         let look = ctx.look_ahead();
         let mut primes = Primes::default();
         if look.field("stageHistory").exists() {
+            // PostgreSQL: with the lead, in one statement.
+            if let Some((lead, history)) = service::get_with_history(db, id).await? {
+                feed_children::<StageHistoryOfLead, _>(ctx, id, history).await?;
+                if look.field("touchpoints").exists() {
+                    prime_children::<TouchpointsOfLead, _>(ctx, [id]).await?;
+                }
+                return Ok(Lead(lead));
+            }
             primes.add(prime_children::<StageHistoryOfLead, _>(ctx, [id]));
         }
         if look.field("touchpoints").exists() {

@@ -166,6 +166,58 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> AppResult<lead::Model> 
         .ok_or_else(|| AppError::not_found("lead"))
 }
 
+/// A lead and its stage history (oldest first) in one statement, on
+/// PostgreSQL: `None` on SQLite, where the two are read apart. One lead with
+/// its history is the most common single read (a CRM's record page), and a
+/// statement costs more than its rows here (the pool's round trips).
+pub async fn get_with_history(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> AppResult<Option<(lead::Model, Vec<entity::stage_change::Model>)>> {
+    use crate::rows::{Positional, is_null};
+    use entity::stage_change;
+    use sea_orm::Iterable;
+    use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
+    if !crate::db::is_postgres(db) {
+        return Ok(None);
+    }
+    let mut q = Query::select();
+    q.from(Lead);
+    for c in lead::Column::iter() {
+        q.column((Lead, c));
+    }
+    for c in stage_change::Column::iter() {
+        q.column((stage_change::Entity, c));
+    }
+    q.left_join(
+        stage_change::Entity,
+        Expr::col((stage_change::Entity, stage_change::Column::LeadId))
+            .equals((Lead, lead::Column::Id)),
+    )
+    .and_where(Expr::col((Lead, lead::Column::Id)).eq(id))
+    .order_by((stage_change::Entity, stage_change::Column::At), Order::Asc)
+    .order_by((stage_change::Entity, stage_change::Column::Id), Order::Asc);
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&q))
+        .await?;
+    let history_at = <lead::Model as Positional>::COLUMNS;
+    let mut found: Option<lead::Model> = None;
+    let mut history = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Some(row) = r.try_as_pg_row() else {
+            return Ok(None);
+        };
+        if found.is_none() {
+            found = Some(Positional::at(row, 0)?);
+        }
+        if !is_null(row, history_at)? {
+            history.push(Positional::at(row, history_at)?);
+        }
+    }
+    let lead = found.ok_or_else(|| AppError::not_found("lead"))?;
+    Ok(Some((lead, history)))
+}
+
 /// Fields of a lead, as written by create, update and upsert.
 #[derive(Debug, Clone, Default)]
 pub struct LeadFields {
