@@ -548,3 +548,61 @@ db_test!(one_lead_with_its_history, |app| async move {
         .await;
     assert_eq!(error_code(&unknown), Some("NOT_FOUND"), "{unknown}");
 });
+
+// A page of leads with their accounts and owners: three statements (the
+// page, then its accounts and its owners at once); leads without an
+// account or owner get null, backwards pages too.
+db_test!(a_page_with_accounts_and_owners, |app| async move {
+    let made = app
+        .admin(
+            "mutation { a: createAccount(input: {name: \"Acme\", domain: \"acme-join.com\"}) { id }
+                        u: createUser(input: {email: \"olga@acme-join.com\", name: \"Olga\", role: MEMBER}) { id } }",
+            json!({}),
+        )
+        .await;
+    let (account, owner) = (
+        data(&made)["a"]["id"].as_str().unwrap().to_owned(),
+        data(&made)["u"]["id"].as_str().unwrap().to_owned(),
+    );
+    for (email, account, owner) in [
+        ("a@join.example", Some(&account), Some(&owner)),
+        ("b@join.example", Some(&account), None),
+        ("c@join.example", None, None),
+    ] {
+        let r = app
+            .admin(
+                "mutation($in: LeadInput!) { createLead(input: $in) { id } }",
+                json!({"in": {"email": email, "accountId": account, "ownerId": owner}}),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    let q = "query($first: Int, $last: Int) { leads(first: $first, last: $last, orderBy: {field: EMAIL}) {
+        pageInfo { hasNextPage hasPreviousPage } nodes { email account { name } owner { name } } } }";
+    let token = app.admin_token();
+    let before = app.statements();
+    let page = app.gql(&token, q, json!({"first": 10})).await;
+    let used = app.statements() - before;
+    assert_eq!(
+        data(&page)["leads"]["nodes"],
+        json!([
+            {"email": "a@join.example", "account": {"name": "Acme"}, "owner": {"name": "Olga"}},
+            {"email": "b@join.example", "account": {"name": "Acme"}, "owner": null},
+            {"email": "c@join.example", "account": null, "owner": null},
+        ])
+    );
+    assert_eq!(used, 3, "the page, its accounts, its owners");
+
+    let back = app.gql(&token, q, json!({"last": 2})).await;
+    assert_eq!(
+        data(&back)["leads"]["nodes"],
+        json!([
+            {"email": "b@join.example", "account": {"name": "Acme"}, "owner": null},
+            {"email": "c@join.example", "account": null, "owner": null},
+        ])
+    );
+    assert_eq!(
+        data(&back)["leads"]["pageInfo"],
+        json!({"hasNextPage": false, "hasPreviousPage": true})
+    );
+});

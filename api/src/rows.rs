@@ -108,9 +108,13 @@ pub trait Positional: Sized {
     fn at(row: &PgRow, start: usize) -> Result<Self, DbErr>;
 }
 
-/// Whether column `i` of `row` is NULL (a LEFT JOIN that found nothing).
-pub fn is_null(row: &PgRow, i: usize) -> Result<bool, DbErr> {
-    Ok(<Option<uuid::Uuid> as Column>::at(row, i)?.is_none())
+/// The model of a LEFT JOIN whose columns start at `start`: `None` when the
+/// join found nothing (its id, the first column, is NULL).
+pub fn joined<M: Positional>(row: &PgRow, start: usize) -> Result<Option<M>, DbErr> {
+    if <Option<uuid::Uuid> as Column>::at(row, start)?.is_none() {
+        return Ok(None);
+    }
+    M::at(row, start).map(Some)
 }
 
 /// Decodes `$model` by position on PostgreSQL: its fields, in declaration

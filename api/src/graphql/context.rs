@@ -62,14 +62,21 @@ pub fn parse_ids(ids: &[async_graphql::ID], field: &str) -> AppResult<Vec<uuid::
     ids.iter().map(|id| parse_id(id, field)).collect()
 }
 
+/// The request's DataLoader of `L` (every request registers them all).
+fn loader<'a, L: Send + Sync + 'static>(
+    ctx: &Context<'a>,
+) -> AppResult<&'a async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>
+{
+    ctx.data_opt()
+        .ok_or_else(|| AppError::Internal("loader missing".into()))
+}
+
 /// Loads the children of one parent through a DataLoader.
 pub async fn load_children<L, V>(ctx: &Context<'_>, key: L::Key) -> async_graphql::Result<Vec<V>>
 where
     L: ChildLoader<V>,
 {
-    let loader = ctx
-        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
-        .ok_or_else(|| AppError::Internal("loader missing".into()))?;
+    let loader = loader::<L>(ctx)?;
     Ok(loader.load_one(key).await?.unwrap_or_default())
 }
 
@@ -123,9 +130,7 @@ where
     L: async_graphql::dataloader::Loader<K, Error = loaders::LoadError>,
     K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
 {
-    let loader = ctx
-        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
-        .ok_or_else(|| AppError::Internal("loader missing".into()))?;
+    let loader = loader::<L>(ctx)?;
     let keys: Vec<K> = keys
         .into_iter()
         .collect::<std::collections::HashSet<K>>()
@@ -149,9 +154,7 @@ where
     L: ChildLoader<V>,
     V: Send + Sync + Clone + 'static,
 {
-    let loader = ctx
-        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
-        .ok_or_else(|| AppError::Internal("loader missing".into()))?;
+    let loader = loader::<L>(ctx)?;
     let keys: Vec<L::Key> = keys
         .into_iter()
         .collect::<std::collections::HashSet<_>>()
@@ -175,9 +178,7 @@ where
     L: ChildLoader<V>,
     V: Send + Sync + Clone + 'static,
 {
-    let loader = ctx
-        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
-        .ok_or_else(|| AppError::Internal("loader missing".into()))?;
+    let loader = loader::<L>(ctx)?;
     loader.feed_one(key, rows).await;
     Ok(())
 }
@@ -229,9 +230,7 @@ where
     L: async_graphql::dataloader::Loader<uuid::Uuid, Error = loaders::LoadError>,
 {
     let Some(id) = id else { return Ok(None) };
-    let loader = ctx
-        .data_opt::<async_graphql::dataloader::DataLoader<L, async_graphql::dataloader::HashMapCache>>()
-        .ok_or_else(|| AppError::Internal("loader missing".into()))?;
+    let loader = loader::<L>(ctx)?;
     Ok(loader.load_one(id).await?)
 }
 

@@ -174,7 +174,7 @@ pub async fn get_with_history(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> AppResult<Option<(lead::Model, Vec<entity::stage_change::Model>)>> {
-    use crate::rows::{Positional, is_null};
+    use crate::rows::{Positional, joined};
     use entity::stage_change;
     use sea_orm::Iterable;
     use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
@@ -210,8 +210,8 @@ pub async fn get_with_history(
         if found.is_none() {
             found = Some(Positional::at(row, 0)?);
         }
-        if !is_null(row, history_at)? {
-            history.push(Positional::at(row, history_at)?);
+        if let Some(change) = joined(row, history_at)? {
+            history.push(change);
         }
     }
     let lead = found.ok_or_else(|| AppError::not_found("lead"))?;
